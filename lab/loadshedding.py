@@ -57,15 +57,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from . import eskom
+from . import _validation, eskom
 from .errors import LabError
+from .rng import spawn
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +250,10 @@ def _check_range(v: Any, name: str, *, positive: bool) -> Any:
         raise ValueError(f"{name} must be a number or a [low, high] pair")
     for x in vals:
         if not isinstance(x, int | float) or isinstance(x, bool) or not math.isfinite(x):
-            raise ValueError(f"{name} must be a number, got {x!r}")
+            raise ValueError(f"{name} must be a number")
         if x < 0 or (positive and x == 0):
-            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {x}")
+            got = f" (got {x} in {vals})" if len(vals) == 2 else ""
+            raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}{got}")
     if len(vals) == 2 and vals[0] > vals[1]:
         raise ValueError(f"{name} range [{vals[0]}, {vals[1]}] has low > high")
     return vals[0] if len(vals) == 1 else (float(vals[0]), float(vals[1]))
@@ -328,7 +329,7 @@ class SiteArea(_Model):
         if isinstance(v, str) and v.strip().lower().removeprefix("area").strip().isdigit():
             v = int(v.strip().lower().removeprefix("area"))
         if not isinstance(v, int) or isinstance(v, bool) or v not in AREAS:
-            raise ValueError(f"area {v!r} does not exist (areas are 1..{N_AREAS})")
+            raise ValueError(f"area {v!r} does not exist: areas are 1..{N_AREAS}")
         return v
 
 
@@ -393,7 +394,7 @@ def _check_stage(v: Any, name: str) -> Any:
     if v is None:
         return v
     if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v):
-        raise ValueError(f"{name} must be a whole number 0..8, got {v!r}")
+        raise ValueError(f"{name} must be a whole number 0..8")
     if not 0 <= v <= 8:
         raise ValueError(f"stage {int(v)} does not exist: stages are 0..8")
     return int(v)
@@ -458,25 +459,27 @@ class LoadShedding(_Model):
             return self.replay.start
         return self.start_at or ROTATION_EPOCH
 
+    def validate_sites(self, sites: Iterable[str], *, source: str = "<scenario>") -> None:
+        """Raise :class:`LabError` (field ``faults.load_shedding.areas.<site>``) for a site in
+        ``areas`` that is not among ``sites`` (services, ``broker``, ``orchestrator``, links)."""
+        sites = list(sites)
+        for name in self.areas:
+            if name not in sites:
+                raise LabError(
+                    f"unknown site {name!r} (sites: {', '.join(sites) or 'none'})",
+                    source=source,
+                    field=f"{FIELD}.areas.{name}",
+                )
+
     @property
     def buffer_s(self) -> float:
         return self.buffer_min * 60.0 if self.switching_buffer else 0.0
 
 
 def parse_load_shedding(data: Mapping[str, Any] | LoadShedding, *, source: str = "<keywords>") -> LoadShedding:
-    """Validate a mapping into :class:`LoadShedding`, or raise :class:`LabError` naming the field."""
-    if isinstance(data, LoadShedding):
-        return data
-    try:
-        return LoadShedding.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
-        loc = [str(p) for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("int", "float", "tuple")))]
-        field = ".".join([FIELD, *loc])
-        raise LabError(msg, source=source, field=field) from None
+    """Validate a mapping into :class:`LoadShedding`, or raise :class:`LabError` naming the field
+    (``faults.load_shedding.<field>``)."""
+    return _validation.parse(LoadShedding, data, prefix=FIELD, source=source)
 
 
 # --------------------------------------------------------------------------- calendar
@@ -518,13 +521,8 @@ def stage_pieces(ls: LoadShedding, horizon_s: float) -> list[tuple[float, float,
     return out
 
 
-def _rng(seed: int | np.random.SeedSequence | None, site: str) -> np.random.Generator:
-    key = zlib.crc32(site.encode())
-    if isinstance(seed, np.random.SeedSequence):
-        ss = np.random.SeedSequence(seed.entropy, spawn_key=(*seed.spawn_key, key))
-    else:
-        ss = np.random.SeedSequence(seed, spawn_key=(key,))
-    return np.random.default_rng(ss)
+def _rng(seed: int | np.random.SeedSequence, site: str) -> np.random.Generator:
+    return spawn(seed, f"loadshedding.backup:{site}")
 
 
 def _draw(v: Range | None, rng: np.random.Generator) -> float | None:
@@ -539,7 +537,7 @@ def outage_calendar(
     ls: LoadShedding | Mapping[str, Any],
     sites: Iterable[str],
     horizon_s: float,
-    seed: int | np.random.SeedSequence | None = None,
+    seed: int | np.random.SeedSequence = 0,
     *,
     grid_only: bool = False,
 ) -> dict[str, list[Interval]]:
@@ -553,11 +551,7 @@ def outage_calendar(
     sites = list(sites)
     if horizon_s < 0:
         raise LabError(f"horizon must not be negative, got {horizon_s}", field="duration_s")
-    unknown = sorted(set(ls.areas) - set(sites))
-    if unknown:
-        raise LabError(
-            f"unknown site {unknown[0]!r} (sites: {', '.join(sites) or 'none'})", field=f"{FIELD}.areas.{unknown[0]}"
-        )
+    ls.validate_sites(sites)
     cal_h = horizon_s * ls.compress
     pieces = stage_pieces(ls, cal_h)
     by_area: dict[int, list[Interval]] = {}
