@@ -1,0 +1,263 @@
+"""``run_http``: run a scenario's orchestration (and the orchestrated part of a hybrid, and
+change propagation by polling or push) against real HTTP service processes.
+
+Time: records are in wall-clock seconds from the start of the run.  ``compress`` maps
+scenario seconds to wall seconds (``wall = scenario / compress``) for the scenario's
+*calendar*: duration, warm-up, the fault calendar (outages, spikes, error bursts,
+load-shedding slots) and the workload's bursts and daily curve.  Service times, job
+times, timeouts, backoff and poll intervals stay real milliseconds, and the arrival rate
+stays ``rate_per_s`` per wall second.  With ``compress=1`` (the default) the arrival times
+are exactly the simulation's for the same seed (common random numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ..errors import LabError
+from ..policies import DependencyPolicies, build_policies
+from ..records import Recorder
+from ..result import RunResult
+from ..rng import Streams, spawn
+from ..scenario import Scenario, Workload
+from ..workload import arrival_times
+from .client import make_client
+from .fleet import ServiceFleet
+from .orchestrator import Orchestrator
+from .propagation import run_propagation
+
+log = logging.getLogger(__name__)
+
+#: styles the HTTP engine runs (events of a flow need a broker: the kafka engine)
+HTTP_STYLES = ("orchestration", "hybrid")
+
+
+def wall_workload(w: Workload, compress: float) -> Workload:
+    """The workload on the wall clock: same rate per second, calendar shape compressed."""
+    if compress == 1.0:
+        return w
+    data = w.model_dump()
+    data["bursts"] = [
+        {**b, "start_s": b["start_s"] / compress, "duration_s": b["duration_s"] / compress} for b in data["bursts"]
+    ]
+    data["day_length_s"] = w.day_length_s / compress
+    return Workload.model_validate(data)
+
+
+def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
+    """The scenario's fault calendar (``faults:`` section, with load shedding) as windows
+    per service in scenario seconds, the form a service process reads."""
+    faults = getattr(sc, "faults", None)
+    if faults is None or getattr(faults, "empty", True):
+        return {}
+    from ..faults import fault_calendar
+
+    names = list(sc.services)
+    extra = None
+    ls = getattr(faults, "load_shedding", None)
+    if ls is not None:
+        from ..loadshedding import outage_calendar
+
+        extra = outage_calendar(ls, names, sc.duration_s, seed)
+    cal = fault_calendar(faults, names, sc.duration_s, seed, extra_down=extra)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for row in cal.to_frame().itertuples(index=False):
+        if row.service not in sc.services:
+            continue
+        if row.kind == "down":
+            w = {"kind": "outage", "mode": row.value}
+        elif row.kind == "latency":
+            w = {"kind": "spike", "multiplier": float(row.value)}
+        elif row.kind == "errors":
+            w = {"kind": "errors", "failure_prob": float(row.value)}
+        else:  # partitions: not emulated on loopback
+            continue
+        out.setdefault(row.service, []).append({**w, "start_s": float(row.start_s), "end_s": float(row.end_s)})
+    return out
+
+
+def call_policies(sc: Scenario, resilience: Any = None) -> dict[str, DependencyPolicies]:
+    """Fresh policy objects per called service: ``resilience`` (a mapping or the policies
+    module's model) if given, else the scenario's ``resilience:`` section if it has one,
+    else timeout and retries from its ``orchestration:`` section."""
+    res = resilience if resilience is not None else getattr(sc, "resilience", None)
+    if res is None:
+        o = sc.orchestration
+        res = {
+            "timeout_ms": o.timeout_ms,
+            "retry": {"retries": o.retries, "backoff_ms": o.backoff_ms, "multiplier": o.backoff_multiplier, "jitter": o.jitter},
+        }
+    return build_policies(res, sc.services)
+
+
+def service_configs(
+    sc: Scenario, style: str, seed: int, compress: float, windows: dict[str, list[dict[str, Any]]],
+    *, emulate_network: bool = True, http: str = "httptools",
+) -> dict[str, dict[str, Any]]:
+    """What each service process is told (JSON)."""
+    net = sc.network.model_dump() if emulate_network else {"latency_ms": 0.0, "jitter_ms": 0.0}
+    names = list(sc.services) if sc.propagation is None else [sc.propagation.source, *sc.propagation.subscribers]
+    cfgs = {
+        n: {
+            "service": sc.services[n].model_dump(mode="json"),
+            "network": net,
+            "seed": int(seed),
+            "compress": float(compress),
+            "faults": windows.get(n, []),
+            "http": http,
+            "loop": "uvloop" if http == "httptools" else "asyncio",
+        }
+        for n in names
+    }
+    return cfgs
+
+
+def _start(fleet: ServiceFleet, t0: float, phases: dict[str, float]) -> None:
+    with httpx.Client(trust_env=False, timeout=5.0) as c:
+        for name, url in fleet.urls.items():
+            c.post(url + "/control/start", json={"t0": t0, "poll_phase_s": phases.get(name, 0.0)}).raise_for_status()
+
+
+def run_http(
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    compress: float = 1.0,
+    styles: list[str] | None = None,
+    transport: str = "aiohttp",
+    resilience: Any = None,
+    faults: dict[str, list[dict[str, Any]]] | None = None,
+    drain_s: float = 30.0,
+    emulate_network: bool = True,
+    max_connections: int | None = None,
+    on_running: Any = None,
+) -> RunResult:
+    """Run ``scenario`` for real: one uvicorn process per service on 127.0.0.1, driven by
+    an httpx orchestrator; returns a :class:`lab.result.RunResult` (engine ``http``).
+
+    ``styles`` defaults to the scenario's styles that run over HTTP (orchestration and
+    hybrid for flows; all three for change propagation: orchestration/hybrid poll, events
+    push).  ``faults`` adds fault windows per service (``{"kind": "outage", "start_s",
+    "end_s", "mode": "refuse"|"503"|"hang"}``, ``spike`` with ``multiplier``, ``errors``
+    with ``failure_prob``; scenario seconds) to those of the scenario's ``faults:``.
+    ``drain_s`` bounds the wait for workflows still running after the last arrival (they
+    are then recorded ``in_flight``).  ``on_running(fleet, style)`` is called from a
+    thread once the services are up (tests use it to kill one).
+    """
+    sc = scenario
+    seed = sc.seed if seed is None else int(seed)
+    if compress <= 0:
+        raise LabError("must be > 0", source="--compress", field=str(compress))
+    propagation = sc.propagation is not None
+    allowed = ("orchestration", "events", "hybrid") if propagation else HTTP_STYLES
+    chosen = [s for s in (styles or sc.styles) if s in allowed]
+    skipped = [s for s in (styles or sc.styles) if s not in allowed]
+    for s in skipped:
+        log.warning("the http engine does not run style %r of a flow (needs a broker: use --engine kafka)", s)
+    if not chosen:
+        raise LabError(
+            f"no style the http engine runs (has {', '.join(sc.styles)}; runs {', '.join(allowed)})",
+            source=sc.name, field="style",
+        )  # fmt: skip
+    windows = fault_windows(sc, seed)
+    for name, ws in (faults or {}).items():
+        if name not in sc.services:
+            raise LabError(f"unknown service {name!r}", source="faults", field=name)
+        windows.setdefault(name, []).extend(ws)
+
+    duration_w = sc.duration_s / compress
+    streams = Streams(seed)
+    arrivals = list(arrival_times(wall_workload(sc.workload, compress), duration_w, streams))
+    rec = Recorder()
+    end_s: dict[str, float] = {}
+    meta: dict[str, Any] = {"compress": compress, "transport": transport, "styles_skipped": skipped, "styles": {}}
+    for style in chosen:
+        cfgs = service_configs(sc, style, seed, compress, windows, emulate_network=emulate_network)
+        phases: dict[str, float] = {}
+        if propagation:
+            p = sc.propagation
+            phase_rng = spawn(seed, "poll-phase")
+            if style == "events":
+                cfgs[p.source]["push_to"] = [f"@{s}" for s in p.subscribers]
+            else:
+                for s in p.subscribers:
+                    cfgs[s]["poll"] = {"url": f"@{p.source}/changes", "interval_ms": p.poll_interval_ms}
+                    phases[s] = float(phase_rng.random()) * p.poll_interval_ms / 1000.0
+        with ServiceFleet(cfgs) as fleet:
+            _link(fleet, cfgs)
+            t0 = time.monotonic() + 0.3
+            _start(fleet, t0, phases)
+            if on_running is not None:
+                import threading
+
+                threading.Thread(target=on_running, args=(fleet, style), daemon=True).start()
+            end, lateness = _run_loop(
+                _drive(sc, style, fleet, rec, t0, arrivals, seed, resilience, transport, drain_s, max_connections, propagation)
+            )
+            dead = fleet.dead()
+        end_s[style] = min(end, duration_w)
+        lat = np.array(lateness, dtype=float)
+        meta["styles"][style] = {
+            "arrivals": len(arrivals),
+            "start_lateness_p50_s": float(np.percentile(lat, 50)) if lat.size else 0.0,
+            "start_lateness_p99_s": float(np.percentile(lat, 99)) if lat.size else 0.0,
+            "start_lateness_max_s": float(lat.max()) if lat.size else 0.0,
+            "dead_services": dead,
+        }
+        if dead:
+            log.warning("style %s: service(s) died during the run: %s", style, dead)
+    return _result(sc, rec, seed, chosen, end_s, compress, meta)
+
+
+def _link(fleet: ServiceFleet, cfgs: dict[str, dict[str, Any]]) -> None:
+    """Resolve "@name" links now that every service has its port, and send them."""
+    with httpx.Client(trust_env=False, timeout=5.0) as c:
+        for name, cfg in cfgs.items():
+            links: dict[str, Any] = {}
+            if "push_to" in cfg:
+                links["push_to"] = [fleet.urls[u[1:]] + "/webhook" for u in cfg["push_to"]]
+            if "poll" in cfg:
+                target, path = cfg["poll"]["url"][1:].split("/", 1)
+                links["poll"] = {**cfg["poll"], "url": f"{fleet.urls[target]}/{path}"}
+            if links:
+                c.post(fleet.urls[name] + "/control/links", json=links).raise_for_status()
+
+
+def _run_loop(coro):
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a dependency through uvicorn[standard]
+        return asyncio.run(coro)
+
+
+async def _drive(sc, style, fleet, rec, t0, arrivals, seed, resilience, transport, drain_s, max_connections, propagation):
+    async with make_client(transport, max_connections=max_connections) as client:
+        if propagation:
+            return await run_propagation(sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s)
+        orch = Orchestrator(
+            sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
+            dead=fleet.dead, series_every_s=sc.series_interval_s or max(0.1, sc.duration_s / 200.0),
+        )  # fmt: skip
+        end = await orch.run(arrivals, drain_s=drain_s)
+        return end, orch.lateness
+
+
+def _result(sc, rec, seed, styles, end_s, compress, meta) -> RunResult:
+    """Summaries on the wall clock (duration and warm-up divided by ``compress``)."""
+    wall = sc if compress == 1.0 else sc.replace(duration_s=sc.duration_s / compress, warmup_s=sc.warmup_s / compress)
+    res = RunResult.from_recorder(wall, rec, engine="http", seed=seed, styles=styles, end_s=end_s)
+    res.scenario = sc
+    res.meta.update(meta)
+    for style in styles:
+        res.summary.loc[res.summary["style"] == style, "start_lateness_p99_s"] = meta["styles"][style][
+            "start_lateness_p99_s"
+        ]
+    return res
