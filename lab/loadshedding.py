@@ -7,7 +7,8 @@ same calendar.  The scenario section is :class:`LoadShedding`; engines call
 
 The rules (Eskom and municipal publications, see ``data/README.md``)
 -------------------------------------------------------------------
-- Stages 1-4: an area is off 3N times in 4 days for 2 hours.
+- Stages 1-4: an area is off 3N times in 4 days for 2 hours (or, with ``slot_hours: 4``, 3N
+  times in 8 days for 4 hours: the same rotation on a 4-hour grid).
 - Stages 5-8: 12 times in 4 days mixing 2 h and 4 h slots
   (5: 9x2h+3x4h, 6: 6x2h+6x4h, 7: 3x2h+9x4h, 8: 12x4h).
 - Higher stages contain the lower ones (nested).
@@ -150,30 +151,39 @@ def area_outages(
     t0: dt.datetime = ROTATION_EPOCH,
     horizon_s: float | None = None,
     buffer_s: float = 1800.0,
+    slot_s: float = SLOT_S,
 ) -> list[Interval]:
     """The grid outages of ``area`` under a stage timeline, in seconds from ``t0``.
 
     ``pieces`` are ``(start_s, end_s, stage)`` in calendar seconds from ``t0`` (naive SAST); they
     may start before 0 so that outages in progress at ``t0`` are found.  Off parts of slots are
     merged, ``buffer_s`` is added to the end of each merged outage, and the result is clipped to
-    ``[0, horizon_s]`` (no clipping above when ``horizon_s`` is None).
+    ``[0, horizon_s]`` (no clipping above when ``horizon_s`` is None).  ``slot_s=4 h`` uses the
+    4-hour tables of stages 1-4 (3N times in 8 days for 4 hours; same rotation on a 4-hour grid).
     """
     if area not in AREAS:
         raise LabError(f"area {area} does not exist (areas are 1..{N_AREAS})", field=f"{FIELD}.areas")
     if buffer_s < 0:
         raise LabError("buffer must not be negative", field=f"{FIELD}.buffer_min")
+    if slot_s not in (SLOT_S, 2 * SLOT_S):
+        raise LabError("slots are 2 or 4 hours", field=f"{FIELD}.slot_hours")
     offset = (t0 - ROTATION_EPOCH).total_seconds()
     off: list[Interval] = []
     for ps, pe, stage in pieces:
         if stage <= 0 or pe <= ps:
             continue
+        if slot_s != SLOT_S and stage > 4:
+            raise LabError(
+                f"the 4-hour tables define stages 1-4 only (the timeline reaches stage {stage})",
+                field=f"{FIELD}.slot_hours",
+            )
         residues = OFF_RESIDUES[int(stage)]
-        j0 = math.floor((ps + offset) / SLOT_S)
-        j1 = math.ceil((pe + offset) / SLOT_S)
+        j0 = math.floor((ps + offset) / slot_s)
+        j1 = math.ceil((pe + offset) / slot_s)
         for j in range(j0, j1):
             if (area - 1 - j) % N_AREAS in residues:
-                s = max(ps, j * SLOT_S - offset)
-                e = min(pe, (j + 1) * SLOT_S - offset)
+                s = max(ps, j * slot_s - offset)
+                e = min(pe, (j + 1) * slot_s - offset)
                 if e > s:
                     off.append((s, e))
     merged = _merge(off)
@@ -408,7 +418,7 @@ class LoadShedding(_Model):
     real record; its start is t0).  ``start_at`` is the SAST date-time at scenario time 0 (default
     :data:`ROTATION_EPOCH`); ``compress`` is calendar seconds per scenario second; ``areas`` maps
     site names (services, ``broker``, network links...) to an area 1..16 and backup power.  Sites
-    not listed are never shed.
+    not listed are never shed.  ``slot_hours: 4`` uses the 4-hour tables (stages 1-4 only).
     """
 
     stage: int | None = None
@@ -419,6 +429,7 @@ class LoadShedding(_Model):
     replay: Replay | None = None
     switching_buffer: bool = True
     buffer_min: float = Field(30.0, ge=0)
+    slot_hours: Literal[2, 4] = 2
     start_at: dt.datetime | None = None
     compress: float = Field(1.0, gt=0)
     areas: dict[str, SiteArea] = Field(default_factory=dict)
@@ -448,6 +459,8 @@ class LoadShedding(_Model):
                 raise ValueError("day_stage and night_stage go together")
             if not self.day_start_h < self.night_start_h:
                 raise ValueError(f"day_start_h ({self.day_start_h}) must be before night_start_h ({self.night_start_h})")
+        if self.slot_hours == 4 and max(self.stage or 0, self.day_stage or 0, self.night_stage or 0) > 4:
+            raise ValueError("the 4-hour tables (slot_hours: 4) define stages 1-4 only")
         if self.replay is not None and self.start_at is not None:
             raise ValueError("with replay, t0 is replay.start: leave start_at out")
         return self
@@ -562,7 +575,9 @@ def outage_calendar(
             out[site] = []
             continue
         if spec.area not in by_area:
-            by_area[spec.area] = area_outages(pieces, spec.area, t0=ls.t0, horizon_s=cal_h, buffer_s=ls.buffer_s)
+            by_area[spec.area] = area_outages(
+                pieces, spec.area, t0=ls.t0, horizon_s=cal_h, buffer_s=ls.buffer_s, slot_s=ls.slot_hours * 3600.0
+            )
         grid = by_area[spec.area]
         b = spec.backup
         rng = _rng(seed, site)

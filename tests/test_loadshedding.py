@@ -58,6 +58,28 @@ def test_slot_counts_and_lengths_follow_the_published_rules(stage):
         assert all(s % (2 * H) == 0 for s, _ in out)
 
 
+@pytest.mark.parametrize("stage", range(1, 5))
+def test_four_hour_tables_give_3n_slots_in_8_days(stage):
+    ls = _all_areas(stage=stage, slot_hours=4, switching_buffer=False, start_at="2023-03-01")
+    cal = outage_calendar(ls, SITES, 8 * DAY)
+    for site in SITES:
+        assert total_s(cal[site]) / H == pytest.approx(3 * stage * 4)  # 3N x 4 h in 192 h
+    for area in (1, 7, 16):
+        t0 = L.ROTATION_EPOCH - dt.timedelta(days=1)
+        out = L.area_outages([(0.0, 10 * DAY, stage)], area, t0=t0, buffer_s=0.0, slot_s=4 * H)
+        full = [(s, e) for s, e in out if DAY <= s < 9 * DAY]
+        assert len(full) == 3 * stage and all(e - s == 4 * H for s, e in full)
+
+
+def test_four_hour_tables_stop_at_stage_4():
+    with pytest.raises(LabError, match="stages 1-4 only"):
+        L.parse_load_shedding({"stage": 5, "slot_hours": 4})
+    # a replayed window that reaches stage 6 (2023-06-01 16:00-22:00, national) cannot use them
+    ls = L.parse_load_shedding({"replay": {"start": "2023-06-01", "days": 2}, "slot_hours": 4, "areas": {"x": 1}})
+    with pytest.raises(LabError, match="stages 1-4 only"):
+        outage_calendar(ls, ["x"], 2 * DAY)
+
+
 @pytest.mark.parametrize("stage", range(0, 9))
 def test_exactly_stage_areas_are_off_in_every_slot(stage):
     for slot in range(-20, 60):
