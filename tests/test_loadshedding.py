@@ -162,6 +162,22 @@ def test_battery_keeps_up_at_low_stage_but_not_at_high_stage():
     assert down_h(8) > down_h(6) > 0
 
 
+def test_cell_tower_at_stage_4_stops_recovering():
+    # worst cell tower (6 h runtime, 18 h recharge): at stage 4 each 2 h 30 outage uses 0.42 of
+    # the charge and the 5 h 30 between outages gives back only 0.31, so later slots bite.
+    backup = {"kind": "battery", "runtime_h": 6, "recharge_h": 18}
+    ls = LoadShedding(stage=4, start_at="2023-03-01", areas={"tower": {"area": 11, "backup": backup}})
+    down = outage_calendar(ls, ["tower"], 4 * DAY)["tower"]
+    assert total_s(L._clip(down, 0, DAY)) == 0.0
+    assert total_s(L._clip(down, 2 * DAY, 4 * DAY)) > 2 * H
+
+
+def test_slots_start_at_even_hours_sast_whatever_the_start_time():
+    ls = LoadShedding(stage=3, switching_buffer=False, start_at="2023-03-01T09:30", areas={"x": 6})
+    out = outage_calendar(ls, ["x"], 2 * DAY)["x"]
+    assert out and all((s + 9.5 * H) % (2 * H) == 0 for s, _ in out if s > 0)
+
+
 def test_battery_arithmetic_by_hand():
     # 3 h outages every 8 h, 4 h battery, 10 h recharge: 3 h used, 5 h up recharges 0.5 ->
     # charge 1 -> 0.25 -> 0.75 -> 0.0 (down 0 h, then 0.75*4 = 3 h covers the second exactly) ...
