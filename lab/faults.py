@@ -9,7 +9,8 @@ Public API
 ----------
 - :class:`Faults` - the section (crashes, latency spikes, error bursts, outages,
   partitions, load_shedding) with :meth:`Faults.validate_against`; :func:`parse_faults`.
-- :func:`fault_calendar` - ``(faults, services, horizon_s, seed) -> FaultCalendar``.
+- :func:`fault_calendar` - ``(faults, services, horizon_s, seed) -> FaultCalendar``; includes
+  the load-shedding down time of every site (:mod:`lab.loadshedding`).
 - :class:`FaultCalendar` - ``is_down``, ``down_mode``, ``next_change``,
   ``latency_multiplier``, ``extra_failure_prob``, ``partitioned``, ``down_fraction``,
   ``down_intervals``, ``to_frame``.
@@ -46,6 +47,7 @@ __all__ = [
     "Outage",
     "Partition",
     "fault_calendar",
+    "load_shedding_sites",
     "parse_faults",
 ]
 
@@ -175,6 +177,13 @@ class Faults(_Model):
                         source=source,
                         field=f"faults.{name}[{i}].service",
                     )
+        if self.load_shedding is not None and hasattr(self.load_shedding, "validate_sites"):
+            self.load_shedding.validate_sites(load_shedding_sites(known), source=source)
+
+
+def load_shedding_sites(services: Iterable[str]) -> list[str]:
+    """The sites load-shedding may name in ``areas``: the services, ``broker``, ``orchestrator``."""
+    return sorted(set(services)) + [BROKER, ORCHESTRATOR]
 
 
 def parse_faults(data: Mapping[str, Any] | Faults | None, *, source: str = "<keywords>") -> Faults:
@@ -403,7 +412,11 @@ def fault_calendar(
     ``services`` are the scenario's service names (checked with
     :meth:`Faults.validate_against`); ``horizon_s`` is the run's duration; ``seed`` the
     run's seed.  ``extra_down`` adds down intervals (``refuse`` mode) computed elsewhere,
-    e.g. load-shedding slots of each service's area after its backup power runs out.
+    for other sources of down time.
+
+    Load-shedding (``faults.load_shedding``, :mod:`lab.loadshedding`) adds each site's down
+    intervals after its backup power (sites: services, ``broker``, ``orchestrator``) in
+    ``hang`` mode: a site without power answers nothing, so callers wait for their timeout.
     """
     f = parse_faults(faults)
     names = list(services)
@@ -422,6 +435,13 @@ def fault_calendar(
         down.setdefault(o.service, []).append((o.start_s, o.start_s + o.duration_s, int(o.mode == "hang")))
     for name, intervals in (extra_down or {}).items():
         down.setdefault(name, []).extend((float(s), float(e), 0) for s, e in intervals)
+    if f.load_shedding is not None and _LoadShedding is not None:
+        from .loadshedding import outage_calendar
+
+        shed = outage_calendar(f.load_shedding, load_shedding_sites(names), horizon_s, seed)
+        for name, intervals in shed.items():
+            if intervals:
+                down.setdefault(name, []).extend((float(s), float(e), 1) for s, e in intervals)
 
     spikes: dict[str, list[tuple[float, float, float]]] = {}
     for sp in f.latency_spikes:

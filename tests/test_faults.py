@@ -83,12 +83,12 @@ def test_calendar_is_stable_across_processes():
         " ['payment'], 2000.0, seed=9);"
         "print(json.dumps(c.down_intervals('payment')))"
     )
-    outs = []
-    for hashseed in ("1", "2"):
-        env = {**os.environ, "PYTHONHASHSEED": hashseed, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-        outs.append(json.loads(out.stdout))
-    assert outs[0] == outs[1] and outs[0]
+    hashseed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"  # a salt unlike this process's
+    env = {**os.environ, "PYTHONHASHSEED": hashseed, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    here = fault_calendar({"crashes": [crash(mtbf_s=100, mttr_s=10)]}, ["payment"], 2000.0, seed=9)
+    there = [tuple(iv) for iv in json.loads(out.stdout)]
+    assert there == here.down_intervals("payment") and there
 
 
 def test_queries_on_explicit_faults():
@@ -218,5 +218,33 @@ def test_load_shedding_slot():
         f = Faults(load_shedding={"stage": 4})
         assert f.load_shedding == {"stage": 4} and not f.empty
     else:  # lab.loadshedding has landed: its model validates the slot
-        f = Faults()
-        assert f.load_shedding is None and f.empty
+        f = Faults(load_shedding={"stage": 4})
+        assert isinstance(f.load_shedding, faults_module._LoadShedding) and not f.empty
+        with pytest.raises(LabError) as info:
+            parse_faults({"load_shedding": {"stage": 9}})
+        assert info.value.field == "faults.load_shedding.stage"
+
+
+@pytest.mark.skipif(faults_module._LoadShedding is None, reason="lab.loadshedding not there")
+def test_load_shedding_down_time_joins_the_calendar():
+    """Stage 4 for 4 days: an area is off 12 x 2 h, each with a 30 min buffer (30 h of 96 h,
+    fewer if slots touch); the calendar holds exactly lab.loadshedding's intervals, merged
+    with the other faults, in hang mode (a site without power does not answer)."""
+    from lab.loadshedding import outage_calendar
+
+    horizon = 4 * 86400.0
+    spec = {
+        "load_shedding": {"stage": 4, "areas": {"payment": 3, "orchestrator": 3}},
+        "outages": [{"service": "order", "start_s": 0, "duration_s": 60}],
+    }
+    cal = fault_calendar(spec, SERVICES, horizon, seed=1)
+    shed = outage_calendar(parse_faults(spec).load_shedding, SERVICES + ["broker", "orchestrator"], horizon, 1)
+    assert cal.down_intervals("payment") == shed["payment"]
+    assert cal.down_intervals("orchestrator") == shed["orchestrator"]
+    assert 24 / 96 <= cal.down_fraction("payment") <= 30 / 96 + 1e-9
+    start = cal.down_intervals("payment")[0][0]
+    assert cal.down_mode("payment", start) == "hang"
+    assert cal.down_intervals("order") == [(0.0, 60.0)] and cal.down_fraction("shipping") == 0.0
+    with pytest.raises(LabError) as info:
+        fault_calendar({"load_shedding": {"stage": 2, "areas": {"paymnt": 3}}}, SERVICES, horizon, seed=1)
+    assert info.value.field == "faults.load_shedding.areas.paymnt"
