@@ -665,6 +665,20 @@ class EventsConfig(_Model):
                 )
         return self
 
+    def after_failure(self, failures: int) -> Literal["redeliver", "retry_topic", "dlq", "drop"]:
+        """Where an event goes after its processing failed for the ``failures``-th time:
+        again (in place, blocking its partition, or via the retry topic) while
+        ``failures <= max_redeliveries``, then to the DLQ, or dropped (lost) without one."""
+        if failures < 1:
+            raise ValueError("failures counts from 1")
+        if failures <= self.max_redeliveries:
+            return "retry_topic" if self.retry_topic else "redeliver"
+        return "dlq" if self.dlq else "drop"
+
+    def backpressure(self) -> Backpressure | None:
+        """A fresh :class:`Backpressure` for one consumer, or ``None`` when not configured."""
+        return None if self.pause_at_lag is None else Backpressure(self.pause_at_lag, self.resume_at_lag)
+
 
 class CallResilience(_Model):
     """The per-call patterns; also the shape of one ``per_service`` override (only the

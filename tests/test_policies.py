@@ -249,6 +249,16 @@ def test_backpressure_pauses_and_resumes_with_hysteresis():
     assert bp.pauses == 2
 
 
+def test_events_route_failed_events_and_build_backpressure():
+    ev = parse_resilience({"events": {"max_redeliveries": 2, "retry_topic": True, "dlq": True}}).events
+    assert [ev.after_failure(k) for k in (1, 2, 3, 4)] == ["retry_topic", "retry_topic", "dlq", "dlq"]
+    ev = parse_resilience({"events": {"max_redeliveries": 1}}).events
+    assert [ev.after_failure(k) for k in (1, 2)] == ["redeliver", "drop"]
+    assert ev.backpressure() is None
+    bp = parse_resilience({"events": {"pause_at_lag": 10, "resume_at_lag": 2}}).events.backpressure()
+    assert [bp.update(x) for x in (10, 3, 2)] == [True, True, False]
+
+
 # -- the scenario section --------------------------------------------------------------------------------
 
 
