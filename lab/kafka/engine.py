@@ -1,0 +1,693 @@
+"""The Kafka engine: a scenario's event-driven style on a real Apache Kafka broker.
+
+Same choreography as the simulated ``events`` style (:mod:`lab.sim.engine`), for real, with
+kafka-python:
+
+* one topic per event type: ``workflow.requested`` (an arrival) and ``<service>.done`` for
+  every service whose stage has a successor, with the scenario's ``broker.partitions``,
+  created by the lab (and deleted after the run); plus a ``dead-letter`` topic;
+* producers with ``acks`` and idempotence as asked (:class:`KafkaOptions`);
+* one consumer group per subscribing service, with ``scenario.consumers_of(service)``
+  consumers, each a thread with its own ``KafkaConsumer``; a service sleeps its sampled
+  service time per event and then publishes its ``.done`` event.  A stage with several
+  services is a fan-out (several groups read the same topic); the next stage joins;
+* keys are workflow ids, so every event of one workflow lands in the same partition
+  number and per-entity order holds;
+* arrivals follow the scenario's clock (open model, no coordinated omission): latency runs
+  from the *scheduled* arrival, carried in every event with its publish timestamp;
+* offsets are committed after the batch's downstream events are acknowledged
+  (at-least-once).  After the run the lab reconciles what was produced with what each
+  group processed: ``lost`` must be 0, ``duplicates`` are counted, and an idempotent
+  consumer (a processed-event store per service) absorbs them;
+* consumer lag over time comes from the broker: end offsets minus committed offsets.
+
+Times in the records are scenario seconds: wall seconds divided by ``time_scale`` (a
+``time_scale`` of 0.1 plays a 60 s scenario in 6 s, service times shrunk alike).
+
+Faults (:class:`ConsumerOutage`, :class:`ConsumerCrash`, :class:`BrokerRestart`, or the
+scenario's ``faults:`` section when it has one): an outage pauses a service's consumers
+(they stay in the group and resume where they were); a crash kills consumers between
+processing and committing (their group rebalances; the uncommitted events are redelivered,
+hence duplicates), optionally restarting them; a broker restart stops and restarts the
+lab's own broker, keeping its data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..distributions import Sampler, Uniforms
+from ..errors import EngineUnavailable, LabError
+from ..records import (
+    COMPLETED,
+    FAILED,
+    IN_FLIGHT,
+    NAN,
+    EventRecord,
+    Recorder,
+    SeriesPoint,
+    StepRecord,
+    WorkflowRecord,
+)
+from ..rng import Streams
+from ..scenario import Scenario
+from ..workload import arrival_times
+from . import broker as lab_broker
+
+log = logging.getLogger(__name__)
+
+STYLE = "events"
+REQUESTED = "workflow.requested"
+DEAD_LETTER = "dead-letter"
+
+
+# -- options and faults ----------------------------------------------------------------------
+
+@dataclass
+class KafkaOptions:
+    """Client settings of a run.  Defaults are at-least-once with idempotent producers and
+    consumers; group timeouts are short so crashes and rebalances do not stall a run."""
+
+    acks: str | int = "all"
+    idempotent_producer: bool = True
+    idempotent_consumer: bool = True
+    max_poll_records: int = 20
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 500
+    linger_ms: int = 1
+    drain_timeout_s: float = 90.0  # wall seconds to wait for stragglers after the last arrival
+    join_timeout_s: float = 60.0  # wall seconds for every consumer group to get its partitions
+    delete_topics: bool = True
+
+
+@dataclass(frozen=True)
+class ConsumerOutage:
+    """``service``'s consumers pause from ``start_s`` for ``duration_s`` (scenario seconds)."""
+
+    service: str
+    start_s: float
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ConsumerCrash:
+    """At ``at_s``, ``consumers`` of ``service``'s consumers (all if None) die after processing
+    their next event and before committing it; restarted after ``restart_after_s`` if given."""
+
+    service: str
+    at_s: float
+    consumers: int | None = 1
+    restart_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class BrokerRestart:
+    """At ``at_s`` the lab's broker is stopped (controlled shutdown), kept down ``down_s``
+    (plus its start-up time) and started again with the same data."""
+
+    at_s: float
+    down_s: float = 0.0
+
+
+Fault = ConsumerOutage | ConsumerCrash | BrokerRestart
+
+
+def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
+    """Map the scenario's ``faults:`` section (if the scenario has one) to Kafka faults:
+    an outage of a service pauses its consumers, an outage of ``broker`` restarts the broker,
+    a crash window of a service kills all its consumers and restarts them at its end."""
+    faults = getattr(sc, "faults", None)
+    if faults is None:
+        return []
+    from ..faults import crash_intervals
+    from ..rng import spawn
+
+    out: list[Fault] = []
+    for o in getattr(faults, "outages", []):
+        if o.service == "broker":
+            out.append(BrokerRestart(at_s=o.start_s, down_s=o.duration_s))
+        else:
+            out.append(ConsumerOutage(o.service, o.start_s, o.duration_s))
+    per_service: dict[str, int] = {}
+    for c in getattr(faults, "crashes", []):
+        i = per_service.get(c.service, 0)
+        per_service[c.service] = i + 1
+        rng = spawn(seed, f"faults.crash:{c.service}:{i}")
+        for s, e in crash_intervals(c, sc.duration_s, rng):
+            out.append(ConsumerCrash(c.service, s, consumers=None, restart_after_s=e - s))
+    return out
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+class _Workflow:
+    __slots__ = ("wid", "start_wall", "draws", "failed", "done", "last_hits")
+
+    def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, bool]]):
+        self.wid = wid
+        self.start_wall = start_wall
+        self.draws = draws
+        self.failed = False
+        self.done = False
+        self.last_hits: set[str] = set()
+
+
+@dataclass
+class _Consumer:
+    service: str
+    index: int
+    thread: threading.Thread | None = None
+    crash: threading.Event = field(default_factory=threading.Event)
+    crashed: bool = False
+
+
+def _kafka():
+    try:
+        import kafka  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise EngineUnavailable("kafka-python is not installed (pip install kafka-python)") from exc
+    return kafka
+
+
+class KafkaRun:
+    """One run of a scenario's event-driven style on a real broker."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        seed: int,
+        bootstrap: str,
+        time_scale: float = 1.0,
+        options: KafkaOptions | None = None,
+        faults: list[Fault] | None = None,
+    ):
+        if time_scale <= 0:
+            raise LabError("time_scale must be > 0", source="--time-scale")
+        if scenario.propagation is not None:
+            raise LabError("the Kafka engine runs flows; change propagation is not supported yet", source=scenario.name, field="propagation")
+        self.sc = scenario
+        self.seed = int(seed)
+        self.bootstrap = bootstrap
+        self.scale = float(time_scale)
+        self.opt = options or KafkaOptions()
+        self.faults = list(faults or [])
+        for f in self.faults:
+            if not isinstance(f, BrokerRestart) and f.service not in scenario.services:
+                raise LabError(f"unknown service {f.service!r}", source="faults", field="service")
+            if isinstance(f, BrokerRestart) and not lab_broker.owns(bootstrap):
+                raise LabError("a broker restart needs the lab's own broker (`lab kafka up`), not an external cluster",
+                               source="faults", field="broker")  # fmt: skip
+        self.rec = Recorder()
+        self.prefix = f"lab.{_safe(scenario.name)}.{uuid.uuid4().hex[:8]}"
+        self.stages = scenario.stages
+        self.stage_of = {n: k for k, st in enumerate(self.stages) for n in st}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.workflows: dict[int, _Workflow] = {}
+        self.open = 0
+        self.arrivals_done = False
+        self.produced: dict[str, set[int]] = {}  # topic -> workflow ids acknowledged by the broker
+        self.processed: dict[str, set[tuple[str, int]]] = {n: set() for n in scenario.steps}  # the idempotency store
+        self.seen: dict[str, set[tuple[str, int]]] = {n: set() for n in scenario.steps}
+        self.join_hits: dict[tuple[str, int], set[str]] = {}
+        self.consumers: dict[str, list[_Consumer]] = {n: [] for n in scenario.steps}
+        self.assigned: dict[str, set[int]] = {n: set() for n in scenario.steps}
+        self.paused: dict[str, list[tuple[float, float]]] = {}
+        self.errors: list[BaseException] = []
+        self.t0 = 0.0
+
+    # -- names and clocks -----------------------------------------------------------
+    def topic(self, event: str) -> str:
+        return f"{self.prefix}.{event}"
+
+    def group(self, service: str) -> str:
+        return f"{self.prefix}.{service}"
+
+    def in_topics(self, service: str) -> list[str]:
+        k = self.stage_of[service]
+        if k == 0:
+            return [self.topic(REQUESTED)]
+        return [self.topic(f"{s}.done") for s in self.stages[k - 1]]
+
+    def out_topic(self, service: str) -> str | None:
+        k = self.stage_of[service]
+        return None if k == len(self.stages) - 1 else self.topic(f"{service}.done")
+
+    def now_s(self, wall: float | None = None) -> float:
+        """Scenario seconds since the start of the run."""
+        return ((time.time() if wall is None else wall) - self.t0) / self.scale
+
+    def wall_of(self, t: float) -> float:
+        return self.t0 + t * self.scale
+
+    # -- set-up -----------------------------------------------------------------------
+    def _common(self) -> dict[str, Any]:
+        return {"bootstrap_servers": self.bootstrap, "request_timeout_ms": 30000, "reconnect_backoff_max_ms": 1000}
+
+    def _create_topics(self) -> list[str]:
+        from kafka import KafkaAdminClient
+
+        names = [self.topic(REQUESTED), self.topic(DEAD_LETTER)]
+        names += [t for n in self.sc.steps if (t := self.out_topic(n)) is not None]
+        self.admin = KafkaAdminClient(client_id=f"{self.prefix}.admin", **self._common())
+        spec = {t: {"num_partitions": self.sc.broker.partitions, "replication_factor": 1} for t in names}
+        self.admin.create_topics(spec, timeout_ms=30000, wait_for_metadata=True)
+        return names
+
+    def _producer(self):
+        from kafka import KafkaProducer
+
+        acks = self.opt.acks
+        if isinstance(acks, str) and acks != "all":
+            acks = int(acks)
+        cfg: dict[str, Any] = {
+            "acks": acks, "linger_ms": self.opt.linger_ms, "enable_idempotence": self.opt.idempotent_producer,
+            "key_serializer": lambda k: str(k).encode(), "value_serializer": lambda v: json.dumps(v).encode(),
+            "client_id": f"{self.prefix}.producer", "delivery_timeout_ms": 180000,
+        }  # fmt: skip
+        if not self.opt.idempotent_producer or acks not in ("all", -1):
+            cfg["enable_idempotence"] = False
+        return KafkaProducer(**cfg, **self._common())
+
+    def _new_consumer(self, service: str, index: int):
+        from kafka import KafkaConsumer
+
+        return KafkaConsumer(
+            *self.in_topics(service), group_id=self.group(service), client_id=f"{self.group(service)}.{index}",
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.opt.max_poll_records,
+            session_timeout_ms=self.opt.session_timeout_ms, heartbeat_interval_ms=self.opt.heartbeat_interval_ms,
+            fetch_max_wait_ms=50, value_deserializer=lambda b: json.loads(b.decode()), **self._common(),
+        )  # fmt: skip
+
+    # -- publishing ---------------------------------------------------------------------
+    def publish(self, topic: str, wid: int, value: dict[str, Any]) -> None:
+        fut = self.producer.send(topic, key=wid, value=value)
+        fut.add_callback(lambda _md: self._acked(topic, wid))
+        fut.add_errback(lambda exc: self._publish_failed(topic, wid, exc))
+
+    def _acked(self, topic: str, wid: int) -> None:
+        with self.lock:
+            self.produced.setdefault(topic, set()).add(wid)
+
+    def _publish_failed(self, topic: str, wid: int, exc: BaseException) -> None:
+        log.warning("publish to %s of workflow %d failed: %s", topic, wid, exc)
+        with self.lock:
+            self.rec.count(STYLE, "publish_failed")
+
+    # -- consuming ----------------------------------------------------------------------
+    def _start_consumer(self, service: str) -> _Consumer:
+        c = _Consumer(service, len(self.consumers[service]))
+        c.thread = threading.Thread(target=self._consume, args=(c,), name=f"kafka-{service}-{c.index}", daemon=True)
+        self.consumers[service].append(c)
+        c.thread.start()
+        return c
+
+    def _in_outage(self, service: str, now_s: float) -> bool:
+        return any(s <= now_s < e for s, e in self.paused.get(service, ()))
+
+    def _consume(self, c: _Consumer) -> None:
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata
+
+        try:
+            consumer = self._new_consumer(c.service, c.index)
+        except Exception as exc:  # noqa: BLE001 - a consumer that cannot start fails the run
+            self.errors.append(exc)
+            return
+        service = c.service
+        paused = False
+        try:
+            while not self.stop.is_set():
+                if self._in_outage(service, self.now_s()):
+                    if not paused:
+                        log.info("outage: pausing %s consumer %d", service, c.index)
+                    parts = consumer.assignment()
+                    if parts:
+                        consumer.pause(*parts)
+                    paused = True
+                    got = consumer.poll(timeout_ms=100)
+                    for tp, recs in got.items():  # partitions assigned after the pause: rewind them
+                        consumer.seek(tp, recs[0].offset)
+                        consumer.pause(tp)
+                    continue
+                if paused:
+                    consumer.resume(*consumer.paused())
+                    paused = False
+                    log.info("outage over: resuming %s consumer %d", service, c.index)
+                batch = consumer.poll(timeout_ms=100)
+                if consumer.assignment():
+                    with self.lock:
+                        self.assigned[service].add(c.index)
+                done: dict[Any, OffsetAndMetadata] = {}
+                for tp, recs in batch.items():
+                    for r in recs:
+                        self._handle(service, r)
+                        done[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+                        if c.crash.is_set():
+                            # dies after processing, before committing: the group rebalances and
+                            # another consumer gets these events again
+                            log.info("crash: %s consumer %d dies with uncommitted events", service, c.index)
+                            c.crashed = True
+                            self.rec.count(STYLE, "consumer_crashes")
+                            consumer.close(autocommit=False)
+                            return
+                if done:
+                    try:
+                        self.producer.flush(timeout=self.opt.drain_timeout_s * 2)
+                        consumer.commit(done)
+                    except KafkaError as exc:  # a rebalance or the broker away: these events come again
+                        log.info("%s consumer %d could not commit (%s); events will be redelivered", service, c.index, exc)
+                        self.rec.count(STYLE, "commit_failed")
+        except Exception as exc:  # noqa: BLE001
+            if not self.stop.is_set():
+                log.exception("consumer %s/%d failed", service, c.index)
+                self.errors.append(exc)
+        finally:
+            if not c.crashed:
+                with contextlib.suppress(Exception):  # closing after the broker went away
+                    consumer.close(autocommit=False, timeout_ms=5000)
+
+    def _handle(self, service: str, r: Any) -> None:
+        ev = r.value
+        wid = int(ev["wid"])
+        topic_event = r.topic[len(self.prefix) + 1 :]
+        eid = (topic_event, wid)
+        start_wall = time.time()
+        published_s = self.now_s(ev["pub"])
+        events = self.rec.events
+        with self.lock:
+            duplicate = eid in self.seen[service]
+            self.seen[service].add(eid)
+            if duplicate:
+                self.rec.count(STYLE, "duplicates")
+            wf = self.workflows.get(wid)
+        if duplicate and self.opt.idempotent_consumer and eid in self.processed[service]:
+            events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), True))
+            with self.lock:
+                self.rec.count(STYLE, "duplicates_absorbed")
+            return
+        k = self.stage_of[service]
+        prev = len(self.stages[k - 1]) if k > 0 else 1
+        if wf is None or wf.failed:
+            self._processed(service, eid)
+            events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
+            return
+        if prev > 1:
+            with self.lock:
+                hits = self.join_hits.setdefault((service, wid), set())
+                hits.add(topic_event)
+                waiting = len(hits) < prev
+            if waiting:  # a join: wait for every branch of the previous stage
+                self._processed(service, eid)
+                events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
+                return
+        service_s, failed = wf.draws[service]
+        if service_s > 0:
+            time.sleep(service_s * self.scale)
+        started, finished = self.now_s(start_wall), self.now_s()
+        events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
+        self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, FAILED if failed else COMPLETED, 1, NAN))
+        with self.lock:
+            self.rec.count(STYLE, f"busy_s:{service}", service_s)
+        if failed:
+            self.publish(self.topic(DEAD_LETTER), wid, {"wid": wid, "t0": ev["t0"], "pub": time.time(), "from": service})
+            with self.lock:
+                self.rec.count(STYLE, "dead_lettered")
+            self._finish(wf, FAILED, f"error:{service}")
+        else:
+            out = self.out_topic(service)
+            if out is not None:
+                self.publish(out, wid, {"wid": wid, "t0": ev["t0"], "pub": time.time()})
+            else:
+                with self.lock:
+                    wf.last_hits.add(service)
+                    complete = len(wf.last_hits) == len(self.stages[-1])
+                if complete:
+                    self._finish(wf, COMPLETED)
+        self._processed(service, eid)
+
+    def _processed(self, service: str, eid: tuple[str, int]) -> None:
+        with self.lock:
+            self.processed[service].add(eid)
+
+    def _finish(self, wf: _Workflow, status: str, reason: str = "") -> None:
+        now = time.time()
+        with self.lock:
+            if wf.done:
+                return
+            wf.done = True
+            wf.failed = status == FAILED
+            self.open -= 1
+        t = self.now_s(now)
+        start = self.now_s(wf.start_wall)
+        self.rec.workflows.append(
+            WorkflowRecord(STYLE, wf.wid, start, t if status == COMPLETED else NAN, status, reason, t if status == COMPLETED else NAN)
+        )
+
+    # -- arrivals, monitor, faults --------------------------------------------------------
+    def _arrivals(self) -> None:
+        sc = self.sc
+        streams = Streams(self.seed)
+        order = sc.steps
+        samplers = {n: Sampler(sc.services[n].service_time, streams.get(f"svc:{n}")) for n in order}
+        jobs = {n: Sampler(sc.services[n].job, streams.get(f"job:{n}")) for n in order if sc.services[n].job is not None}
+        coins = {n: Uniforms(streams.get(f"fail:{n}")) for n in order}
+        topic = self.topic(REQUESTED)
+        wid = 0
+        for t in arrival_times(sc.workload, sc.duration_s, streams):
+            if self.stop.is_set():
+                break
+            due = self.wall_of(t)
+            delay = due - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            draws = {}
+            for n in order:
+                s = samplers[n]()
+                if n in jobs:  # an asynchronous job: the service's consumer waits for it (simplification)
+                    s += jobs[n]()
+                draws[n] = (s, coins[n]() < sc.services[n].failure_prob)
+            wf = _Workflow(wid, due, draws)
+            with self.lock:
+                self.workflows[wid] = wf
+                self.open += 1
+            # the event carries the scheduled arrival (t0) and its publish time (pub)
+            self.publish(topic, wid, {"wid": wid, "t0": due, "pub": time.time()})
+            wid += 1
+        self.producer.flush()
+        self.arrivals_done = True
+        log.info("arrivals done: %d workflows in %.1f s of scenario time", wid, self.now_s())
+
+    def _monitor(self) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        every = (self.sc.series_interval_s or max(0.5, self.sc.duration_s / 100.0)) * self.scale
+        probe = None
+        groups = {self.group(n): n for n in self.sc.steps}
+        while not self.stop.wait(every):
+            now = self.now_s()
+            with self.lock:
+                self.rec.series.append(SeriesPoint(STYLE, now, "in_flight", "workflows", float(self.open)))
+            try:
+                if probe is None:
+                    probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", **self._common())
+                committed = self.admin.list_group_offsets(list(groups))
+                tps = [TopicPartition(t, p) for n in self.sc.steps for t in self.in_topics(n) for p in range(self.sc.broker.partitions)]
+                ends = probe.end_offsets(list(set(tps)))
+                for g, n in groups.items():
+                    offs = committed.get(g, {})
+                    lag = 0
+                    for t in self.in_topics(n):
+                        for p in range(self.sc.broker.partitions):
+                            tp = TopicPartition(t, p)
+                            c = offs.get(tp)
+                            lag += ends.get(tp, 0) - (c.offset if c is not None and c.offset >= 0 else 0)
+                    self.rec.series.append(SeriesPoint(STYLE, now, "lag", n, float(lag)))
+            except Exception as exc:  # noqa: BLE001 - e.g. the broker is restarting
+                log.debug("lag probe failed: %s", exc)
+        if probe is not None:
+            probe.close()
+
+    def _schedule_faults(self) -> list[threading.Thread]:
+        threads = []
+        for f in self.faults:
+            if isinstance(f, ConsumerOutage):
+                self.paused.setdefault(f.service, []).append((f.start_s, f.start_s + f.duration_s))
+                continue
+            th = threading.Thread(target=self._fault, args=(f,), name=f"fault-{type(f).__name__}", daemon=True)
+            threads.append(th)
+        return threads
+
+    def _sleep_until(self, t: float) -> bool:
+        delay = self.wall_of(t) - time.time()
+        return not (delay > 0 and self.stop.wait(delay))
+
+    def _fault(self, f: Fault) -> None:
+        try:
+            if isinstance(f, ConsumerCrash):
+                if not self._sleep_until(f.at_s):
+                    return
+                alive = [c for c in self.consumers[f.service] if not c.crashed and not c.crash.is_set()]
+                victims = alive if f.consumers is None else alive[: f.consumers]
+                for c in victims:
+                    c.crash.set()
+                if f.restart_after_s is not None and self._sleep_until(f.at_s + f.restart_after_s):
+                    for _ in victims:
+                        self._start_consumer(f.service)
+            elif isinstance(f, BrokerRestart):
+                if not self._sleep_until(f.at_s):
+                    return
+                t_stop = self.now_s()
+                log.info("fault: restarting the broker at t=%.1f s", t_stop)
+                lab_broker.restart(down_s=f.down_s * self.scale)
+                self.rec.count(STYLE, "broker_restarts")
+                self.rec.count(STYLE, "broker_down_s", self.now_s() - t_stop)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("fault %s failed", f)
+            self.errors.append(exc)
+
+    # -- the run ----------------------------------------------------------------------------
+    def _settled(self) -> bool:
+        with self.lock:
+            if not self.arrivals_done or self.open > 0:
+                return False
+            for n in self.sc.steps:
+                want = {(t[len(self.prefix) + 1 :], w) for t in self.in_topics(n) for w in self.produced.get(t, ())}
+                if not want <= self.processed[n]:
+                    return False
+            return True
+
+    def run(self) -> tuple[Recorder, float, dict[str, Any]]:
+        _kafka()
+        topics = self._create_topics()
+        self.producer = self._producer()
+        fault_threads = self._schedule_faults()
+        self.t0 = time.time() + 3600.0  # outages stay in the future until the clock starts
+        try:
+            for n in self.sc.steps:
+                for _ in range(self.sc.consumers_of(n)):
+                    self._start_consumer(n)
+            self._wait_joined()
+            self.t0 = time.time()
+            arrivals = threading.Thread(target=self._arrivals, name="kafka-arrivals", daemon=True)
+            monitor = threading.Thread(target=self._monitor, name="kafka-monitor", daemon=True)
+            arrivals.start()
+            monitor.start()
+            for th in fault_threads:
+                th.start()
+            arrivals.join()
+            deadline = time.time() + self.opt.drain_timeout_s
+            while time.time() < deadline and not self._settled() and not self.errors:
+                time.sleep(0.1)
+            end_s = self.now_s()
+        finally:
+            self.stop.set()
+            for cs in self.consumers.values():
+                for c in cs:
+                    if c.thread is not None:
+                        c.thread.join(timeout=15)
+            for th in fault_threads:
+                if th.is_alive():
+                    th.join(timeout=120)
+            with contextlib.suppress(Exception):
+                self.producer.close(timeout=10)
+        if self.errors:
+            raise EngineUnavailable(f"the Kafka run failed: {self.errors[0]!r}")
+        meta = self._reconcile(end_s)
+        if self.opt.delete_topics:
+            try:
+                self.admin.delete_topics(topics, timeout_ms=30000)
+                self.admin.delete_groups([self.group(n) for n in self.sc.steps])
+            except Exception as exc:  # noqa: BLE001 - cleaning up is best effort
+                log.debug("cleanup failed: %s", exc)
+        self.admin.close()
+        return self.rec, end_s, meta
+
+    def _wait_joined(self) -> None:
+        deadline = time.time() + self.opt.join_timeout_s
+        while time.time() < deadline and not self.errors:
+            with self.lock:
+                ok = all(len(self.assigned[n]) >= min(self.sc.consumers_of(n), self.sc.broker.partitions) for n in self.sc.steps)
+            if ok:
+                return
+            time.sleep(0.1)
+        if self.errors:
+            raise EngineUnavailable(f"Kafka consumers could not start: {self.errors[0]!r}")
+        log.warning("not every consumer had partitions after %.0f s; starting anyway", self.opt.join_timeout_s)
+
+    def _reconcile(self, end_s: float) -> dict[str, Any]:
+        """lost = produced (acknowledged) on a topic a group reads, never processed by it."""
+        lost = 0
+        per_group: dict[str, dict[str, int]] = {}
+        for n in self.sc.steps:
+            want = {(t[len(self.prefix) + 1 :], w) for t in self.in_topics(n) for w in self.produced.get(t, ())}
+            missing = want - self.processed[n]
+            lost += len(missing)
+            per_group[n] = {"produced": len(want), "processed": len(want & self.processed[n]), "lost": len(missing)}
+        self.rec.count(STYLE, "lost", lost)
+        self.rec.count(STYLE, "published", sum(len(v) for v in self.produced.values()))
+        for wf in self.workflows.values():
+            if not wf.done:
+                self.rec.workflows.append(WorkflowRecord(STYLE, wf.wid, self.now_s(wf.start_wall), NAN, IN_FLIGHT, "", NAN))
+        c = self.rec.counters
+        return {
+            "bootstrap": self.bootstrap, "topic_prefix": self.prefix, "time_scale": self.scale, "groups": per_group,
+            "lost": lost, "duplicates": int(c.get((STYLE, "duplicates"), 0)),
+            "duplicates_absorbed": int(c.get((STYLE, "duplicates_absorbed"), 0)),
+            "dead_lettered": int(c.get((STYLE, "dead_lettered"), 0)), "end_s": end_s,
+        }  # fmt: skip
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40] or "scenario"
+
+
+def run_kafka(
+    scenario: Scenario,
+    *,
+    seed: int | None = None,
+    bootstrap: str | None = None,
+    time_scale: float = 1.0,
+    options: KafkaOptions | None = None,
+    faults: list[Fault] | None = None,
+    start_broker: bool = False,
+    **option_overrides: Any,
+):
+    """Run ``scenario``'s event-driven style on a real Kafka broker; a :class:`~lab.result.RunResult`.
+
+    ``bootstrap``: ``HOST:PORT`` of a cluster; default ``$KAFKA_BOOTSTRAP_SERVERS`` or the
+    lab's running broker (``lab kafka up``), which ``start_broker=True`` starts if needed.
+    ``faults`` add to the scenario's own ``faults:`` section.  ``option_overrides`` set
+    :class:`KafkaOptions` fields (``acks="1"``, ``idempotent_consumer=False``...).
+    """
+    from ..result import RunResult
+
+    seed = scenario.seed if seed is None else int(seed)
+    if STYLE not in scenario.styles:
+        log.info("scenario %s lists styles %s; the Kafka engine runs its events style", scenario.name, scenario.styles)
+    addr = lab_broker.resolve_bootstrap(bootstrap)
+    if addr is None:
+        if not start_broker:
+            raise EngineUnavailable("no Kafka broker: run `lab kafka up`, or pass --bootstrap HOST:PORT "
+                                    f"(or set {lab_broker.ENV_BOOTSTRAP})")  # fmt: skip
+        addr = lab_broker.start().bootstrap
+    opt = options or KafkaOptions()
+    for k, v in option_overrides.items():
+        if not hasattr(opt, k):
+            raise LabError(f"unknown Kafka option {k!r}", source="run_kafka", field=k)
+        setattr(opt, k, v)
+    all_faults = faults_from_scenario(scenario, seed) + list(faults or [])
+    run = KafkaRun(scenario, seed=seed, bootstrap=addr, time_scale=time_scale, options=opt, faults=all_faults)
+    rec, end_s, meta = run.run()
+    result = RunResult.from_recorder(scenario, rec, engine="kafka", seed=seed, styles=[STYLE], end_s={STYLE: end_s})
+    result.meta.update(meta)
+    return result
+
