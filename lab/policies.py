@@ -115,16 +115,22 @@ class RetryPolicy:
             b = min(b, self.cap_ms)
         return b / 1000.0
 
-    def delay_s(self, attempt: int, rng: np.random.Generator | None = None) -> float:
-        """The backoff before retry ``attempt`` with jitter drawn from ``rng``, in seconds."""
+    def delay_s(self, attempt: int, rng: np.random.Generator | None = None, *, u: float | None = None) -> float:
+        """The backoff before retry ``attempt`` with jitter, in seconds.
+
+        The jitter uses one uniform(0, 1) draw: ``rng.random()``, or ``u`` when the caller
+        draws its uniforms itself (e.g. in blocks); both give the same delays.
+        """
         b = self.backoff_s(attempt)
         if self.jitter == "none":
             return b
-        if rng is None:
-            raise ValueError(f"{self.jitter} jitter needs a numpy Generator")
+        if u is None:
+            if rng is None:
+                raise ValueError(f"{self.jitter} jitter needs a numpy Generator or a uniform u")
+            u = float(rng.random())
         if self.jitter == "full":
-            return float(rng.uniform(0.0, b))
-        return b / 2.0 + float(rng.uniform(0.0, b / 2.0))
+            return u * b
+        return b / 2.0 + u * b / 2.0
 
 
 class RetryBudget:

@@ -67,6 +67,9 @@ def test_jitter_is_reproducible_and_needs_a_generator():
     assert len(set(a)) == 1
     with pytest.raises(ValueError):
         p.delay_s(1)
+    u = np.random.default_rng(3).random()  # a pre-drawn uniform gives the same delay
+    assert p.delay_s(2, u=u) == a[0] == pytest.approx(u * p.backoff_s(2))
+    assert RetryPolicy(retries=3, jitter="equal").delay_s(2, u=0.5) == pytest.approx(0.75 * 0.2)
     with pytest.raises(ValueError):
         RetryPolicy(jitter="half")
 
