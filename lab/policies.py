@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
 
 from . import _validation
 from .errors import LabError
@@ -710,6 +710,12 @@ class Resilience(CallResilience):
 
     events: EventsConfig = Field(default_factory=EventsConfig)
     per_service: dict[str, CallResilience] = Field(default_factory=dict)
+
+    @field_serializer("per_service")
+    def _dump_overrides(self, value: dict[str, CallResilience], info: Any) -> dict[str, Any]:
+        # an override is partial: dump only what it sets, so a dump/validate round trip
+        # (Scenario.replace) does not turn the defaults into overrides
+        return {k: v.model_dump(mode=info.mode, exclude_unset=True) for k, v in value.items()}
 
     def for_service(self, name: str) -> CallResilience:
         """The call patterns that apply to calls to ``name`` (defaults merged with its override)."""

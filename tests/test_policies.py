@@ -290,6 +290,15 @@ def test_per_service_override_merges_and_policies_are_independent():
     assert pay.breaker.state(0) == "open" and ship.breaker.state(0) == "closed"
 
 
+def test_overrides_survive_a_dump_and_validate_round_trip():
+    r = parse_resilience({"retry": {"retries": 2, "backoff_ms": 30}, "per_service": {"pay": {"timeout_ms": 100}}})
+    for mode in ("python", "json"):
+        again = Resilience.model_validate(r.model_dump(mode=mode))
+        assert again.for_service("pay") == r.for_service("pay")
+        assert again.for_service("pay").retry.retries == 2  # not reset to the default by the dump
+    assert r.model_dump()["per_service"] == {"pay": {"timeout_ms": 100}}
+
+
 @pytest.mark.parametrize(
     ("data", "field", "words"),
     [
