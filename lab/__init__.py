@@ -1,7 +1,15 @@
-"""Architecture comparison lab: API orchestration vs event-driven integration."""
+"""Architecture comparison lab: API orchestration vs event-driven integration.
+
+>>> import lab
+>>> result = lab.simulate("mm1-teaching", seed=1)
+>>> result.summary  # one row per style
+"""
 
 from .errors import LabError
-from .scenario import Scenario, load_scenario
+from .records import SUMMARY_COLUMNS
+from .result import RunResult
+from .run import run, simulate
+from .scenario import Scenario, load_scenario, preset_names
 
-__all__ = ["LabError", "Scenario", "load_scenario"]
+__all__ = ["LabError", "RunResult", "SUMMARY_COLUMNS", "Scenario", "load_scenario", "preset_names", "run", "simulate"]
 __version__ = "0.1.0"

@@ -414,9 +414,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("function-after[_check(), Dist]", "function-before[_from_number(), Dist]"):
-            continue
-        elif isinstance(p, str) and ("[" in p or p in ("str", "list[str]", "float", "int")):
+        elif p in ("function-after[_check(), Dist]", "function-before[_from_number(), Dist]") or isinstance(p, str) and ("[" in p or p in ("str", "list[str]", "float", "int")):
             continue
         else:
             parts.append(("." if parts else "") + str(p))

@@ -1,0 +1,190 @@
+"""The ``lab`` command line.  The CLI prints; the library only logs.
+
+Every user mistake ends with exit code 2 and one line on stderr naming the file and the
+field; nothing already computed is lost (results are written before anything can fail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from .errors import LabError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(EXIT_USAGE)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _json_safe(value.item())
+    return value
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from .scenario import preset_names, preset_summary
+
+    names = preset_names()
+    width = max(len(n) for n in names)
+    for name in names:
+        print(f"{name:<{width}}  {preset_summary(name)}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .scenario import load_scenario, parse_set
+
+    sc = load_scenario(args.file, **parse_set(args.set or []))
+    util = ", ".join(f"{k} {v:.2f}" for k, v in sc.offered_utilisation().items())
+    print(f"{args.file}: ok - {sc.name}, styles {', '.join(sc.styles)}, offered utilisation: {util}")
+    return 0
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    if as_json:
+        rows = [{k: _json_safe(v) for k, v in row.items()} for row in summary.to_dict(orient="records")]
+        print(json.dumps(rows))
+        return
+    import pandas as pd
+
+    cols = [
+        "style", "engine", "started", "completed", "failed", "throughput_per_s", "latency_p50_s",
+        "latency_p95_s", "latency_p99_s", "availability", "polls", "wasted_polls", "staleness_mean_s",
+        "max_backlog", "lost", "duplicates",
+    ]  # fmt: skip
+    with pd.option_context("display.width", 200, "display.max_columns", 40, "display.float_format", "{:.4g}".format):
+        print(summary[[c for c in cols if c in summary.columns]].to_string(index=False))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import run
+    from .scenario import load_scenario, parse_set
+
+    sc = load_scenario(args.scenario, **parse_set(args.set or []))
+    options = {}
+    if args.engine == "kafka" and args.bootstrap:
+        options["bootstrap"] = args.bootstrap
+    result = run(sc, engine=args.engine, seed=args.seed, **options)
+    if args.out:
+        path = result.save(args.out, fmt=args.format)
+        if not args.json:
+            print(f"wrote {path}/ (records, steps, polls, events, series, summary as {args.format})")
+    _print_summary(result.summary, args.json)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the embedded default: compare the styles on presets, write a figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from . import plots
+    from .run import simulate
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = [simulate(name, seed=args.seed) for name in ("retail-inventory", "fintech-hybrid", "crm-sync")]
+    summary = pd.concat([r.summary for r in results], ignore_index=True)
+    summary.to_csv(out / "summary.csv", index=False)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    plots.plot_latency_cdf(results[0].records, ax=axes[0], title="retail-inventory: end-to-end latency")
+    plots.plot_latency_cdf(results[1].records, ax=axes[1], column="response", title="fintech-hybrid: caller's response")
+    plots.plot_staleness(results[2].steps, ax=axes[2], title="crm-sync: staleness (polling vs push)")
+    fig.tight_layout()
+    fig.savefig(out / "demo.png", dpi=110)
+    plt.close(fig)
+    for r in results:
+        print(f"== {r.scenario.name}")
+        _print_summary(r.summary, False)
+    print(f"wrote {out / 'summary.csv'} and {out / 'demo.png'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lab", description="Architecture comparison lab: orchestration vs events, simulated and real.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("scenarios", help="list the presets, one line each")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("validate", help="validate a scenario file (or preset)")
+    p.add_argument("file")
+    p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run a scenario (preset name or YAML file) on an engine")
+    p.add_argument("scenario")
+    p.add_argument("--engine", choices=["sim", "http", "kafka"], default="sim")
+    p.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
+    p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field, e.g. workload.rate_per_s=20")
+    p.add_argument("--out", help="write records and summary to this directory")
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    p.add_argument("--json", action="store_true", help="print the summary rows as a JSON list, nothing else")
+    p.add_argument("--bootstrap", help="Kafka bootstrap HOST:PORT (kafka engine)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="compare the styles on presets; write data/demo/summary.csv and demo.png")
+    p.add_argument("--out", default="data/demo")
+    p.add_argument("--seed", type=int, default=2026)
+    p.set_defaults(func=cmd_demo)
+
+    for hook in _HOOKS:
+        hook(sub)
+    return parser
+
+
+def _register_optional(sub) -> None:
+    """Subcommands contributed by other modules (kafka, sweep, http compare)."""
+    import importlib
+
+    for module in ("lab.kafka.command", "lab.sweep", "lab.http.command"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        register = getattr(mod, "register", None)
+        if register is not None:
+            register(sub)
+
+
+_HOOKS = [_register_optional]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except LabError as exc:
+        sys.stderr.write(f"lab: error: {exc.one_line()}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("lab: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

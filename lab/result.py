@@ -1,0 +1,116 @@
+"""The result of a run: tidy DataFrames built at the edge from the records."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import LabError
+from .records import Recorder, summarize_style, summary_frame
+from .scenario import Scenario
+
+TABLES = ("records", "steps", "polls", "events", "series", "summary")
+
+
+@dataclass
+class RunResult:
+    """What a run produced, in the same schema for every engine.
+
+    ``records``: one row per workflow (style, workflow_id, started_s, finished_s, status,
+    reason, response_s); ``steps``, ``polls``, ``events``: one row per step, poll, event;
+    ``series``: long-format time series (style, time_s, metric, entity, value);
+    ``summary``: one row per style (see :data:`lab.records.SUMMARY_COLUMNS`).
+    """
+
+    scenario: Scenario
+    engine: str
+    seed: int
+    summary: pd.DataFrame
+    records: pd.DataFrame
+    steps: pd.DataFrame
+    polls: pd.DataFrame
+    events: pd.DataFrame
+    series: pd.DataFrame
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_recorder(
+        cls, scenario: Scenario, rec: Recorder, *, engine: str, seed: int, styles: list[str], end_s: dict[str, float],
+        extra: dict[str, dict] | None = None,
+    ) -> RunResult:
+        rows = []
+        for style in styles:
+            row = summarize_style(
+                rec, scenario=scenario.name, style=style, engine=engine, seed=seed,
+                warmup_s=scenario.warmup_s, end_s=min(scenario.duration_s, end_s.get(style, scenario.duration_s)),
+            )
+            row.update(_extras(rec, scenario, style))
+            if extra and style in extra:
+                row.update(extra[style])
+            rows.append(row)
+        frames = rec.frames()
+        return cls(
+            scenario=scenario, engine=engine, seed=seed, summary=summary_frame(rows),
+            records=frames["workflows"], steps=frames["steps"], polls=frames["polls"],
+            events=frames["events"], series=frames["series"],
+        )  # fmt: skip
+
+    def table(self, name: str) -> pd.DataFrame:
+        return getattr(self, name)
+
+    def save(self, out_dir: str | Path, fmt: str = "parquet") -> Path:
+        """Write every table and the scenario to ``out_dir`` (Parquet or CSV)."""
+        out = Path(out_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabError(f"cannot create output directory: {exc.strerror}", source=str(out)) from None
+        for name in TABLES:
+            df = self.table(name)
+            path = out / f"{name}.{fmt}"
+            if fmt == "parquet":
+                df.to_parquet(path, index=False)
+            elif fmt == "csv":
+                df.to_csv(path, index=False)
+            else:
+                raise LabError("format must be parquet or csv", source="--format", field=fmt)
+        (out / "scenario.yaml").write_text(self.scenario.to_yaml(), encoding="utf-8")
+        (out / "meta.json").write_text(json.dumps({"engine": self.engine, "seed": self.seed, **self.meta}), encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> RunResult:
+        """Read back what :meth:`save` wrote."""
+        from .scenario import load_scenario
+
+        out = Path(out_dir)
+        meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+        tables = {}
+        for name in TABLES:
+            pq, csv = out / f"{name}.parquet", out / f"{name}.csv"
+            tables[name] = pd.read_parquet(pq) if pq.exists() else pd.read_csv(csv)
+        sc = load_scenario(out / "scenario.yaml")
+        extra_meta = {k: v for k, v in meta.items() if k not in ("engine", "seed")}
+        return cls(scenario=sc, engine=meta["engine"], seed=meta["seed"], meta=extra_meta, **tables)
+
+
+def _extras(rec: Recorder, sc: Scenario, style: str) -> dict[str, float]:
+    """Columns beyond the required summary: caller's response time, load on the source."""
+    resp = np.array(
+        [w.response_s - w.started_s for w in rec.workflows if w.style == style and w.started_s >= sc.warmup_s and w.status != "failed" and w.response_s == w.response_s],
+        dtype=float,
+    )
+    window = sc.duration_s - sc.warmup_s
+    out = {
+        "response_mean_s": float(resp.mean()) if resp.size else float("nan"),
+        "response_p95_s": float(np.percentile(resp, 95)) if resp.size else float("nan"),
+    }
+    if sc.propagation is not None:
+        src = sc.propagation.source
+        out["source_load_per_s"] = sum(1 for p in rec.polls if p.style == style and p.target == src and p.time_s >= sc.warmup_s) / window
+        out["source_utilisation"] = rec.counters.get((style, f"busy_s:{src}"), 0.0) / sc.duration_s / sc.services[src].concurrency
+    return out

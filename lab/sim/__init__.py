@@ -1,0 +1,5 @@
+"""The SimPy engine."""
+
+from .engine import SimEngine
+
+__all__ = ["SimEngine"]
