@@ -159,8 +159,7 @@ class SimEngine:
         samplers = [self.service_time[n] for n in order]
         coins = [(self.fail_coin[n], sc.services[n].failure_prob) for n in order]
         jobs = [self.job_time.get(n) for n in order]
-        wid = 0
-        for t in arrival_times(sc.workload, sc.duration_s, self.streams):
+        for wid, t in enumerate(arrival_times(sc.workload, sc.duration_s, self.streams)):
             if t > env.now:
                 yield env.timeout(t - env.now)
             draws = []
@@ -169,7 +168,6 @@ class SimEngine:
                 draws.append((s(), u < p, j() if j is not None else 0.0))
             self.in_flight += 1
             start(_Workflow(wid, env.now, draws))
-            wid += 1
         self.arrivals_done = True
         if self.in_flight == 0 and not self.finished.triggered:
             self.finished.succeed()
