@@ -13,7 +13,9 @@ Public API
   the load-shedding down time of every site (:mod:`lab.loadshedding`).
 - :class:`FaultCalendar` - ``is_down``, ``down_mode``, ``next_change``,
   ``latency_multiplier``, ``extra_failure_prob``, ``partitioned``, ``down_fraction``,
-  ``down_intervals``, ``to_frame``.
+  ``down_intervals``, ``to_frame``, ``timeline``.
+
+Calendars are read-only after generation: safe to share between threads and processes.
 
 Randomness: crash ``i`` of service ``s`` draws from the stream named
 ``faults.crash:<s>:<i>`` (:func:`lab.rng.spawn`, keyed by ``zlib.crc32``), so the same seed
@@ -53,6 +55,8 @@ __all__ = [
 
 BROKER = "broker"
 ORCHESTRATOR = "orchestrator"
+#: more expected crashes than this in one run is a units mistake, not a scenario
+MAX_CRASHES = 1e6
 
 NonNegFloat = Annotated[float, Field(ge=0)]
 PosFloat = Annotated[float, Field(gt=0)]
@@ -360,6 +364,37 @@ class FaultCalendar:
             times.extend(iv.next_change(t) for pair, iv in self.partitions.items() if service in pair)
         return min(times)
 
+    def timeline(self, names: Iterable[str], bucket_s: float, horizon_s: float | None = None):
+        """Fault state per name and time bucket, for failure-propagation pictures: columns
+        ``name, t_s`` (bucket start), ``down_share`` (share of the bucket down),
+        ``latency_multiplier`` and ``extra_failure_prob`` (at the bucket start),
+        ``partitioned`` (cut from broker or orchestrator at the bucket start) and ``state``:
+        ``down`` (down at least half the bucket), ``degraded`` (partly down, slowed, erroring
+        or cut off) or ``up``.  Engines join their queue, lag and failure counts on it."""
+        import pandas as pd
+
+        if bucket_s <= 0:
+            raise ValueError("bucket_s must be > 0")
+        horizon = self.horizon_s if horizon_s is None else horizon_s
+        starts = np.arange(0.0, horizon, bucket_s)
+        rows = []
+        for name in names:
+            for t in starts.tolist():
+                t1 = min(t + bucket_s, horizon)
+                down = self.down_fraction(name, t, t1)
+                mult = self.latency_multiplier(name, t)
+                p = self.extra_failure_prob(name, t)
+                cut = any(self.partitioned(name, peer, t) for peer in (BROKER, ORCHESTRATOR) if peer != name)
+                if down >= 0.5:
+                    state = "down"
+                elif down > 0 or mult != 1.0 or p > 0 or cut:
+                    state = "degraded"
+                else:
+                    state = "up"
+                rows.append((name, t, down, mult, p, cut, state))
+        cols = ["name", "t_s", "down_share", "latency_multiplier", "extra_failure_prob", "partitioned", "state"]
+        return pd.DataFrame(rows, columns=cols)
+
     def to_frame(self):
         """Every interval as a tidy table: kind, service, peer, start_s, end_s, value."""
         import pandas as pd
@@ -423,6 +458,14 @@ def fault_calendar(
     f.validate_against(names)
     if horizon_s <= 0:
         raise LabError("horizon_s must be > 0", field="duration_s")
+    for k, c in enumerate(f.crashes):
+        cycles = (horizon_s - c.start_s) / (c.mtbf_s + c.mttr_s)
+        if cycles > MAX_CRASHES:
+            raise LabError(
+                f"about {cycles:.3g} crashes over {horizon_s:g} s: more than {MAX_CRASHES:g} "
+                "(check units: mtbf_s and mttr_s are seconds)",
+                field=f"faults.crashes[{k}]",
+            )
     down: dict[str, list[tuple[float, float, int]]] = {}
     per_service_index: dict[str, int] = {}
     for c in f.crashes:

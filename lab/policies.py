@@ -6,6 +6,9 @@ Nothing here sleeps, schedules or imports SimPy/asyncio.  Methods that depend on
 that need randomness take a :class:`numpy.random.Generator`, so the caller decides the
 stream (one per source of randomness, spawned from the scenario's seed).
 
+The objects keep state (breaker, budget, bulkhead, stores) and are not locked: use them from
+one thread or event loop (SimPy, asyncio), or guard them with a lock in threaded code.
+
 Public API
 ----------
 - :class:`RetryPolicy` - how many retries and the backoff before each (none/full/equal jitter).

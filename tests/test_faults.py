@@ -134,6 +134,30 @@ def test_queries_on_explicit_faults():
     assert set(frame["kind"]) == {"down", "latency", "errors", "partition"}
 
 
+def test_timeline_states_per_bucket():
+    spec = {
+        "outages": [{"service": "payment", "start_s": 10, "duration_s": 14}],
+        "latency_spikes": [{"service": "order", "start_s": 30, "duration_s": 10, "multiplier": 4}],
+        "partitions": [{"service": "shipping", "peer": "broker", "start_s": 0, "duration_s": 10}],
+    }
+    cal = fault_calendar(spec, SERVICES, 50.0, seed=1)
+    tl = cal.timeline(SERVICES, bucket_s=10)
+    assert len(tl) == 3 * 5
+    pay = tl[tl["name"] == "payment"]
+    assert pay["state"].tolist() == ["up", "down", "degraded", "up", "up"]
+    assert pay["down_share"].tolist() == pytest.approx([0, 1, 0.4, 0, 0])
+    assert tl[tl["name"] == "order"]["state"].tolist() == ["up", "up", "up", "degraded", "up"]
+    assert tl[tl["name"] == "shipping"]["state"].tolist()[:2] == ["degraded", "up"]
+    # the buckets' down time adds up to the calendar's
+    assert (pay["down_share"] * 10).sum() == pytest.approx(14)
+
+
+def test_absurd_crash_rates_are_a_units_error():
+    with pytest.raises(LabError) as info:
+        fault_calendar({"crashes": [crash(), crash("order", mtbf_s=0.001, mttr_s=0.001)]}, SERVICES, 1e6, seed=1)
+    assert info.value.field == "faults.crashes[1]" and "units" in info.value.message
+
+
 def test_extra_down_intervals_are_merged_in():
     cal = fault_calendar(
         {"outages": [{"service": "order", "start_s": 0, "duration_s": 10}]},

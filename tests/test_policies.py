@@ -74,6 +74,22 @@ def test_jitter_is_reproducible_and_needs_a_generator():
         RetryPolicy(jitter="half")
 
 
+def test_jitter_breaks_up_synchronised_retries():
+    """500 callers fail at the same instant and retry after backoff 1 s: without jitter
+    every retry lands in the same 10 ms bucket; with full jitter the busiest bucket holds
+    about 500 / 100 (uniform over 100 buckets) - far below 500."""
+    rng = np.random.default_rng(5)
+    bins = np.arange(0, 1.01, 0.01)
+    peaks = {}
+    for jitter in ("none", "full", "equal"):
+        p = RetryPolicy(retries=1, base_ms=1000, jitter=jitter)
+        times = [p.delay_s(1, rng) for _ in range(500)]
+        peaks[jitter] = np.histogram(np.minimum(times, 0.9999), bins)[0].max()
+    assert peaks["none"] == 500
+    assert peaks["full"] < 20  # mean 5 per bucket
+    assert peaks["equal"] < 35  # half the spread: mean 10 per bucket
+
+
 def test_retry_budget_caps_retries_to_the_ratio():
     """10 requests/s, every request fails and would retry 3 times; a 10 % budget lets
     through about 10 % extra, never more within any window."""
