@@ -43,6 +43,7 @@ __all__ = [
     "PLACES",
     "SCOPES",
     "clean_record",
+    "clip_timeline",
     "days_with_shedding",
     "hours_by_stage",
     "load_record",
@@ -245,18 +246,11 @@ def stage_timeline(
     else:
         full = clean_record(raw)
         tl = full[full["scope"] == scope]
-    tl = tl.copy()
-    lo = pd.Timestamp(start) if start is not None else None
-    hi = pd.Timestamp(end) if end is not None else None
-    if lo is not None and hi is not None and hi <= lo:
+    lo = pd.Timestamp(start) if start is not None else pd.Timestamp.min
+    hi = pd.Timestamp(end) if end is not None else pd.Timestamp.max
+    if hi <= lo:
         raise LabError(f"window end {hi} is not after its start {lo}", field="replay")
-    if lo is not None:
-        tl = tl[tl["finish"] > lo]
-        tl["start"] = tl["start"].clip(lower=lo)
-    if hi is not None:
-        tl = tl[tl["start"] < hi]
-        tl["finish"] = tl["finish"].clip(upper=hi)
-    return tl.reset_index(drop=True)
+    return clip_timeline(tl, lo, hi)
 
 
 def stage_at(timeline: pd.DataFrame, when: str | pd.Timestamp) -> int:
@@ -288,14 +282,14 @@ def stage_hours(timeline: pd.DataFrame) -> float:
 
 def days_with_shedding(timeline: pd.DataFrame, start: str | pd.Timestamp, end: str | pd.Timestamp) -> int:
     """Number of calendar days in ``[start, end)`` touched by load-shedding."""
-    tl = stage_timeline_clip(timeline, start, end)
+    tl = clip_timeline(timeline, start, end)
     days: set[pd.Timestamp] = set()
     for s, f in zip(tl["start"], tl["finish"], strict=True):
         days.update(pd.date_range(s.normalize(), (f - pd.Timedelta(1, "ns")).normalize(), freq="D"))
     return len(days)
 
 
-def stage_timeline_clip(timeline: pd.DataFrame, start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFrame:
+def clip_timeline(timeline: pd.DataFrame, start: str | pd.Timestamp, end: str | pd.Timestamp) -> pd.DataFrame:
     """Clip an already-built timeline to ``[start, end)``."""
     lo, hi = pd.Timestamp(start), pd.Timestamp(end)
     tl = timeline[(timeline["finish"] > lo) & (timeline["start"] < hi)].copy()
