@@ -68,7 +68,7 @@ class _Model(BaseModel):
 
 
 class Crash(_Model):
-    """Random crashes of ``service``: up-times ~ Exp(mean ``mtbf_s``), repair times ~
+    """Random crashes of ``service`` (or ``broker``, ``orchestrator``): up-times ~ Exp(mean ``mtbf_s``), repair times ~
     Exp(mean ``mttr_s``), alternating from ``start_s`` (up before it).  While crashed the
     service refuses connections (``mode: refuse``) or accepts and never answers (``hang``).
     Long-run availability is ``mtbf_s / (mtbf_s + mttr_s)``."""
@@ -102,7 +102,7 @@ class ErrorBurst(_Model):
 
 
 class Outage(_Model):
-    """``service`` (or ``broker``) is down from ``start_s`` for ``duration_s``:
+    """``service`` (or ``broker``, ``orchestrator``) is down from ``start_s`` for ``duration_s``:
     ``refuse`` fails calls at once, ``hang`` holds them until the caller's timeout."""
 
     service: str
@@ -138,14 +138,6 @@ _LoadShedding = _load_shedding_model()
 LoadSheddingSlot = (_LoadShedding | None) if _LoadShedding is not None else (dict[str, Any] | None)
 
 
-def validate_load_shedding(value: Any) -> Any:
-    """Validate a ``load_shedding`` mapping with ``lab.loadshedding.LoadShedding`` when that
-    module exists; otherwise return it as a dict."""
-    if value is None or _LoadShedding is None:
-        return None if value is None else dict(value)
-    return value if isinstance(value, _LoadShedding) else _LoadShedding.model_validate(value)
-
-
 class Faults(_Model):
     """The scenario's ``faults:`` section.  Empty by default (no faults)."""
 
@@ -164,13 +156,15 @@ class Faults(_Model):
 
     def validate_against(self, services: Iterable[str], *, source: str = "<scenario>") -> None:
         """Raise :class:`LabError` naming e.g. ``faults.crashes[0].service`` when a fault
-        names a service the scenario does not have (outages may also name ``broker``)."""
+        names a service the scenario does not have (crashes and outages may also name
+        ``broker`` and ``orchestrator``)."""
         known = set(services)
+        hosts = known | {BROKER, ORCHESTRATOR}
         lists: list[tuple[str, list[Any], set[str]]] = [
-            ("crashes", self.crashes, known),
+            ("crashes", self.crashes, hosts),
             ("latency_spikes", self.latency_spikes, known),
             ("error_bursts", self.error_bursts, known),
-            ("outages", self.outages, known | {BROKER}),
+            ("outages", self.outages, hosts),
             ("partitions", self.partitions, known),
         ]
         for name, items, allowed in lists:

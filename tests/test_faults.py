@@ -230,11 +230,15 @@ def test_unknown_services_are_named_with_their_position():
     with pytest.raises(LabError) as info:
         fault_calendar(f, SERVICES, 100.0, seed=1)  # the calendar checks too
     assert info.value.field == "faults.crashes[1].service"
-    # the broker may have an outage but cannot crash as a service here
+    # the broker and the orchestrator may crash or have an outage, but not a latency spike
     with pytest.raises(LabError) as info:
-        parse_faults({"crashes": [crash("broker")]}).validate_against(SERVICES)
-    assert info.value.field == "faults.crashes[0].service"
-    parse_faults({"outages": [{"service": "broker", "start_s": 0, "duration_s": 1}]}).validate_against(SERVICES)
+        parse_faults(
+            {"latency_spikes": [{"service": "broker", "start_s": 0, "duration_s": 1, "multiplier": 2}]}
+        ).validate_against(SERVICES)
+    assert info.value.field == "faults.latency_spikes[0].service"
+    parse_faults(
+        {"crashes": [crash("orchestrator")], "outages": [{"service": "broker", "start_s": 0, "duration_s": 1}]}
+    ).validate_against(SERVICES)
 
 
 def test_load_shedding_slot():
