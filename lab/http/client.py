@@ -61,9 +61,17 @@ def classify_exception(exc: BaseException) -> str:
     while e is not None and len(chain) < 6:
         chain.append(e)
         e = e.__cause__ or e.__context__
+    # httpx-aiohttp maps every aiohttp connection error (refused, reset, server gone) to
+    # httpx.ConnectTimeout: look at the aiohttp exception underneath first
     for e in chain:
-        # httpx-aiohttp maps aiohttp's connector errors to httpx.ConnectTimeout; look underneath
-        if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError | httpx.ConnectError):
+        if isinstance(e, aiohttp.ClientConnectorError | ConnectionRefusedError):
+            return REFUSED
+        if isinstance(e, aiohttp.ServerTimeoutError):
+            return TIMEOUT
+        if isinstance(e, aiohttp.ClientError | ConnectionResetError):
+            return ERROR
+    for e in chain:
+        if isinstance(e, httpx.ConnectError):
             return REFUSED
     for e in chain:
         if isinstance(e, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException | aiohttp.ServerTimeoutError):

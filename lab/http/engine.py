@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -118,12 +119,6 @@ def service_configs(
     return cfgs
 
 
-def _start(fleet: ServiceFleet, t0: float, phases: dict[str, float]) -> None:
-    with httpx.Client(trust_env=False, timeout=5.0) as c:
-        for name, url in fleet.urls.items():
-            c.post(url + "/control/start", json={"t0": t0, "poll_phase_s": phases.get(name, 0.0)}).raise_for_status()
-
-
 def run_http(
     scenario: Scenario,
     *,
@@ -191,15 +186,12 @@ def run_http(
                     phases[s] = float(phase_rng.random()) * p.poll_interval_ms / 1000.0
         with ServiceFleet(cfgs) as fleet:
             _link(fleet, cfgs)
-            t0 = time.monotonic() + 0.3
-            _start(fleet, t0, phases)
-            if on_running is not None:
-                import threading
-
-                threading.Thread(target=on_running, args=(fleet, style), daemon=True).start()
             end, lateness = _run_loop(
-                _drive(sc, style, fleet, rec, t0, arrivals, seed, resilience, transport, drain_s, max_connections, propagation)
-            )
+                _drive(
+                    sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
+                    phases, on_running,
+                )
+            )  # fmt: skip
             dead = fleet.dead()
         end_s[style] = min(end, duration_w)
         lat = np.array(lateness, dtype=float)
@@ -238,9 +230,19 @@ def _run_loop(coro):
         return asyncio.run(coro)
 
 
-async def _drive(sc, style, fleet, rec, t0, arrivals, seed, resilience, transport, drain_s, max_connections, propagation):
+async def _drive(sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running):
     async with make_client(transport, max_connections=max_connections) as client:
-        if propagation:
+        # warm up: open a connection to every service and run its code paths once, so the
+        # first workflow does not pay for the run's start-up
+        for _ in range(2):
+            await asyncio.gather(*(client.get(url + "/health") for url in fleet.urls.values()))
+        t0 = time.monotonic() + 0.1
+        for name, url in fleet.urls.items():
+            r = await client.post(url + "/control/start", json={"t0": t0, "poll_phase_s": phases.get(name, 0.0)})
+            r.raise_for_status()
+        if on_running is not None:
+            threading.Thread(target=on_running, args=(fleet, style), daemon=True).start()
+        if sc.propagation is not None:
             return await run_propagation(sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s)
         orch = Orchestrator(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,

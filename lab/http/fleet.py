@@ -103,7 +103,7 @@ class ServiceFleet:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         for name, cfg in self.configs.items():
-            errfile = tempfile.TemporaryFile()
+            errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
             popen = subprocess.Popen(
                 [sys.executable, "-m", "lab.http.service"],
                 stdin=subprocess.PIPE,

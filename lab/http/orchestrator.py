@@ -21,7 +21,17 @@ import httpx
 import numpy as np
 
 from ..policies import Bulkhead, DependencyPolicies
-from ..records import COMPLETED, FAILED, IN_FLIGHT, NAN, PollRecord, Recorder, SeriesPoint, StepRecord, WorkflowRecord
+from ..records import (
+    COMPLETED,
+    FAILED,
+    IN_FLIGHT,
+    NAN,
+    PollRecord,
+    Recorder,
+    SeriesPoint,
+    StepRecord,
+    WorkflowRecord,
+)
 from ..scenario import Scenario
 from .client import OK, classify_exception, classify_status
 
