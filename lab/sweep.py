@@ -360,43 +360,67 @@ class _Processes:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(tasks: Iterable[_Task], scheduler: Any, workers: int | None) -> Iterator[_Result]:
-    from distributed import Client, LocalCluster, as_completed
+class _Dask:
+    """Runs on a Dask ``distributed`` cluster: a given ``Client``, an address, or
+    ``"local"`` (an embedded ``LocalCluster`` of worker processes, closed at the end).
+    A bounded window of submitted runs, as for local processes."""
 
-    cluster = client = None
-    own = False
-    if isinstance(scheduler, Client):
-        client = scheduler
-    elif scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=workers or min(os.cpu_count() or 1, 4),
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            silence_logs=logging.WARNING,
-        )
-        client, own = Client(cluster), True
-    else:
+    def __init__(self, tasks: Iterable[_Task], scheduler: Any, workers: int | None):
+        from distributed import Client, LocalCluster, as_completed
+
+        self._cluster = None
+        self._own = False
+        if isinstance(scheduler, Client):
+            self._client = scheduler
+        elif scheduler == "local":
+            self._cluster = LocalCluster(
+                n_workers=workers or min(os.cpu_count() or 1, 4),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.WARNING,
+            )
+            self._client, self._own = Client(self._cluster), True
+        else:
+            try:
+                self._client, self._own = Client(str(scheduler), timeout="10s"), True
+            except (OSError, TimeoutError) as exc:
+                raise LabError(
+                    f"cannot reach the Dask scheduler: {exc}", source="--scheduler", field=str(scheduler)
+                ) from None
+        n = workers or max(1, len(self._client.scheduler_info().get("workers", {})))
+        self._it = iter(tasks)
+        self._tasks: dict[Any, _Task] = {}
+        self._ac = as_completed([self._submit(t) for t in itertools.islice(self._it, _window(n))])
+
+    def _submit(self, task: _Task) -> Any:
+        fut = self._client.submit(_run_task, task, pure=False)
+        self._tasks[fut.key] = task
+        return fut
+
+    def __iter__(self) -> Iterator[_Result]:
         try:
-            client, own = Client(str(scheduler), timeout="10s"), True
-        except (OSError, TimeoutError) as exc:
-            raise LabError(f"cannot reach the Dask scheduler: {exc}", source="--scheduler", field=str(scheduler)) from None
-    try:
-        n = workers or max(1, len(client.scheduler_info().get("workers", {})))
-        it = iter(tasks)
-        futures = [client.submit(_run_task, t, pure=False) for t in itertools.islice(it, _window(n))]
-        ac = as_completed(futures)
-        for fut in ac:
-            yield fut.result()
-            fut.release()
-            nxt = next(it, None)
-            if nxt is not None:
-                ac.add(client.submit(_run_task, nxt, pure=False))
-    finally:
-        if own:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            for fut in self._ac:
+                task = self._tasks.pop(fut.key)
+                try:
+                    res = fut.result()
+                except Exception as exc:  # the worker died on this run (memory, crash): record it
+                    msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+                    res = _Result(task.run_id, task.key, [], msg, float("nan"))
+                fut.release()
+                yield res
+                nxt = next(self._it, None)
+                if nxt is not None:
+                    self._ac.add(self._submit(nxt))
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._own:
+            self._own = False
+            self._client.close()
+            if self._cluster is not None:
+                self._cluster.close()
 
 
 # -- the sweep --------------------------------------------------------------------------------
@@ -466,7 +490,7 @@ def sweep(
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     results: Iterable[_Result]
     if scheduler is not None:
-        results = _run_dask(tasks, scheduler, workers)
+        results = _Dask(tasks, scheduler, workers)
     elif n_workers == 1:
         results = _run_sequential(tasks)
     else:
@@ -503,7 +527,7 @@ def sweep(
                 bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         bar.close()
-        if isinstance(results, _Processes):
+        if isinstance(results, _Processes | _Dask):
             results.close()
         if store is not None:
             store.close()
@@ -693,6 +717,8 @@ def cli_sweep(args: argparse.Namespace) -> int:
     """``lab sweep``: run, store, print where the rows went.  Raises LabError on bad input."""
     spec = load_sweep_file(args.sweep_file)
     f = spec.file
+    if getattr(args, "verbose", 0) == 0:
+        logging.getLogger("distributed").setLevel(logging.WARNING)  # no cluster chatter on the terminal
     out = args.out or f.out
     if args.workers is not None and args.workers < 1:
         raise LabError(f"must be >= 1 (got {args.workers})", source="--workers")
