@@ -728,6 +728,24 @@ class Resilience(CallResilience):
         base = self.model_dump(include=set(CallResilience.model_fields))
         return CallResilience.model_validate(_merge(base, override.model_dump(exclude_unset=True)))
 
+    def with_orchestration_defaults(self, orchestration: Any) -> Resilience:
+        """A copy in which the scenario's older ``orchestration:`` knobs (``timeout_ms``,
+        ``retries``, ``backoff_ms``, ``backoff_multiplier``, ``jitter``) fill the call fields
+        that ``resilience`` leaves at their defaults; a non-default ``resilience`` value wins.
+        (Compares with defaults rather than "was it set", so it survives dump/validate.)"""
+        retry_fields = {"retries": "retries", "backoff_ms": "backoff_ms", "multiplier": "backoff_multiplier",
+                        "jitter": "jitter"}
+        default_retry = RetryConfig()
+        retry = {
+            mine: getattr(orchestration, theirs)
+            for mine, theirs in retry_fields.items()
+            if getattr(self.retry, mine) == getattr(default_retry, mine) and hasattr(orchestration, theirs)
+        }
+        update: dict[str, Any] = {"retry": self.retry.model_copy(update=retry)}
+        if self.timeout_ms is None and getattr(orchestration, "timeout_ms", None) is not None:
+            update["timeout_ms"] = orchestration.timeout_ms
+        return self.model_copy(update=update)
+
     def validate_against(self, services: Iterable[str], *, source: str = "<scenario>") -> None:
         """Raise :class:`LabError` if ``per_service`` names a service the scenario lacks."""
         known = set(services)

@@ -340,6 +340,19 @@ def test_resilience_errors_name_the_field(data, field, words):
     assert info.value.source == "s.yaml"
 
 
+def test_orchestration_knobs_fill_resilience_defaults():
+    from lab.scenario import Orchestration
+
+    orch = Orchestration(timeout_ms=300, retries=2, backoff_ms=50, backoff_multiplier=3, jitter="full")
+    r = parse_resilience({"retry": {"retries": 4}}).with_orchestration_defaults(orch)
+    assert r.timeout_ms == 300
+    assert (r.retry.retries, r.retry.backoff_ms, r.retry.multiplier, r.retry.jitter) == (4, 50, 3, "full")
+    pol = build_policies(r, ["a"])["a"]
+    assert pol.retry.backoff_s(2) == pytest.approx(0.15) and pol.timeout.per_call_ms == 300
+    explicit = parse_resilience({"timeout_ms": 900}).with_orchestration_defaults(orch)
+    assert explicit.timeout_ms == 900
+
+
 def test_per_service_names_are_checked_against_the_scenario():
     r = parse_resilience({"per_service": {"pay": {"timeout_ms": 100}}})
     r.validate_against({"pay", "ship"})
