@@ -4,6 +4,7 @@ confidence intervals, sweep files.  Every run here is the real SimPy engine
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 import textwrap
@@ -15,13 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 
 import lab
-from lab import sweep as sweep_mod
 from lab.errors import LabError
 from lab.scenario import preset_text
 from lab.sweep import expand_grid, load_sweep_file, replication_seeds, sweep, sweep_ci, sweep_params
 from lab.sweep_store import read_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
+sweep_mod = importlib.import_module("lab.sweep")  # the module (lab.sweep is also the function)
 
 
 @pytest.fixture(scope="module")
