@@ -78,3 +78,375 @@ def plot_staleness(steps: pd.DataFrame, *, ax=None, title: str | None = None, bi
     if title:
         ax.set_title(title)
     return ax
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+
+#: colours of a service's state in the failure-propagation picture
+STATE_COLOURS = {"up": "#d9ead3", "degraded": "#f6b26b", "down": "#cc0000"}
+
+#: columns that can hold the offered load, the poll interval, the chain length (first found wins)
+RATE_COLUMNS = ("workload.rate_per_s", "rate_per_s", "offered_per_s")
+POLL_COLUMNS = ("propagation.poll_interval_ms", "poll_interval_ms", "poll_interval_s")
+CHAIN_COLUMNS = ("chain_length", "n_services", "stages")
+
+
+def _pick(df: pd.DataFrame, candidates, what: str, given: str | None = None) -> str:
+    from .errors import LabError
+
+    if given is not None:
+        if given not in df.columns:
+            raise LabError(f"no column {given!r} in the table", field=what)
+        return given
+    for c in candidates:
+        if c in df.columns:
+            return c
+    raise LabError(f"the table needs one of the columns {', '.join(candidates)}", field=what)
+
+
+def _wide(df: pd.DataFrame, keys: list[str], metrics: list[str]) -> pd.DataFrame:
+    """Mean of each metric per ``keys``: from a runs table (one row per run, replications
+    averaged) or from a :func:`lab.sweep.sweep_ci` table (``metric``/``mean`` columns)."""
+    if "metric" in df.columns and "mean" in df.columns and not set(metrics) <= set(df.columns):
+        sub = df[df["metric"].isin(metrics)]
+        out = sub.pivot_table(index=keys, columns="metric", values="mean", aggfunc="mean").reset_index()
+        out.columns.name = None
+        return out
+    present = [m for m in metrics if m in df.columns]
+    ok = df[df["error"].isna()] if "error" in df.columns else df
+    return ok.groupby(keys, sort=True)[present].mean(numeric_only=True).reset_index()
+
+
+def _finish(ax, title: str | None, legend_title: str | None = None):
+    ax.grid(alpha=0.3)
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(title=legend_title, fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# -- bars of the summary ------------------------------------------------------------------------
+
+
+def plot_summary_bars(summary: pd.DataFrame, *, ax=None, metric: str = "latency_p95_s", label: str | None = None,
+                      title: str | None = None):
+    """One bar per style of a summary metric (``RunResult.summary`` or several concatenated)."""
+    ax = _axes(ax)
+    styles = _styles(summary)
+    values = [float(summary.loc[summary["style"] == s, metric].mean()) for s in styles]
+    bars = ax.bar(styles, values, color=[style_colour(s) for s in styles])
+    for b, v in zip(bars, values, strict=True):
+        ax.annotate(f"{v:.3g}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(label or _label(metric))
+    ax.set_xlabel("integration style")
+    ax.grid(alpha=0.3, axis="y")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# -- offered load: throughput and latency, the saturation knee --------------------------------------
+
+
+def saturation_knee(df: pd.DataFrame, *, rate: str | None = None, tolerance: float = 0.05) -> pd.DataFrame:
+    """Per style, the highest offered load still served within ``tolerance`` (throughput
+    >= (1 - tolerance) x offered): one row ``style, knee_rate_per_s``."""
+    rcol = _pick(df, RATE_COLUMNS, "rate", rate)
+    w = _wide(df, ["style", rcol], ["throughput_per_s"])
+    rows = []
+    for style, g in w.groupby("style", sort=False):
+        served = g[g["throughput_per_s"] >= (1 - tolerance) * g[rcol]]
+        rows.append({"style": style, "knee_rate_per_s": float(served[rcol].max()) if len(served) else float("nan")})
+    return pd.DataFrame(rows, columns=["style", "knee_rate_per_s"])
+
+
+def plot_throughput_vs_load(df: pd.DataFrame, *, ax=None, rate: str | None = None, title: str | None = None,
+                            mark_knee: bool = True):
+    """Throughput against offered load per style, with the ``served = offered`` diagonal;
+    the knee (last load still served) is marked with a vertical dotted line.
+
+    ``df``: one row per run (or per point) with ``style``, the offered load
+    (``workload.rate_per_s``, ``rate_per_s``) and ``throughput_per_s``; replications are
+    averaged.  A :func:`lab.sweep.sweep_ci` table works too."""
+    ax = _axes(ax)
+    rcol = _pick(df, RATE_COLUMNS, "rate", rate)
+    w = _wide(df, ["style", rcol], ["throughput_per_s"])
+    hi = float(w[rcol].max()) if len(w) else 1.0
+    ax.plot([0, hi], [0, hi], ls="--", color="#999999", lw=1, label="served = offered")
+    knees = saturation_knee(df, rate=rcol) if mark_knee else None
+    for style in _styles(w):
+        g = w[w["style"] == style].sort_values(rcol)
+        ax.plot(g[rcol], g["throughput_per_s"], marker="o", ms=4, color=style_colour(style), label=style)
+        if knees is not None:
+            k = knees.loc[knees["style"] == style, "knee_rate_per_s"]
+            if len(k) and k.iloc[0] == k.iloc[0]:
+                ax.axvline(float(k.iloc[0]), color=style_colour(style), ls=":", lw=1)
+    ax.set_xlabel("offered load (workflows per s)")
+    ax.set_ylabel("throughput (completed workflows per s)")
+    return _finish(ax, title, "style (dotted: knee)" if mark_knee else "style")
+
+
+def plot_latency_vs_load(df: pd.DataFrame, *, ax=None, rate: str | None = None, metric: str = "latency_p95_s",
+                         title: str | None = None, log: bool = True):
+    """A latency percentile (``latency_p95_s`` by default) against offered load per style:
+    flat, then the knee where queues build and it climbs steeply."""
+    ax = _axes(ax)
+    rcol = _pick(df, RATE_COLUMNS, "rate", rate)
+    w = _wide(df, ["style", rcol], [metric])
+    for style in _styles(w):
+        g = w[w["style"] == style].sort_values(rcol)
+        ax.plot(g[rcol], g[metric], marker="o", ms=4, color=style_colour(style), label=style)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("offered load (workflows per s)")
+    label = _label(metric)
+    ax.set_ylabel(label[:-1] + ", log scale)" if log and label.endswith(")") else label)
+    return _finish(ax, title, "style")
+
+
+# -- polling trade-off ------------------------------------------------------------------------------
+
+
+def plot_polling_tradeoff(df: pd.DataFrame, *, ax=None, interval: str | None = None, title: str | None = None,
+                          wasted: str | None = None):
+    """The polling trade-off: mean staleness (left axis) and wasted polls (right axis, dashed)
+    against the poll interval, for the polling style; push (``events``) is the horizontal
+    reference line of staleness.
+
+    ``df``: rows with ``style``, a poll-interval column (``propagation.poll_interval_ms``,
+    ``poll_interval_ms`` or ``poll_interval_s``), ``staleness_mean_s`` and ``wasted_polls``
+    (or ``wasted_polls_per_s``, used when present).  Returns the left Axes; the right one is
+    ``ax.right_ax``."""
+    ax = _axes(ax)
+    icol = _pick(df, POLL_COLUMNS, "interval", interval)
+    wcol = wasted or ("wasted_polls_per_s" if "wasted_polls_per_s" in df.columns else "wasted_polls")
+    w = _wide(df, ["style", icol], ["staleness_mean_s", wcol])
+    scale = 1000.0 if icol.endswith("_ms") else 1.0
+    pollers = [s for s in _styles(w) if s != "events"]
+    right = ax.twinx()
+    for style in pollers:
+        g = w[w["style"] == style].sort_values(icol)
+        x = g[icol] / scale
+        c = style_colour(style)
+        ax.plot(x, g["staleness_mean_s"], marker="o", ms=4, color=c, label=f"{style}: staleness")
+        if wcol in g.columns:
+            right.plot(x, g[wcol], marker="s", ms=3, ls="--", color=c, alpha=0.8, label=f"{style}: wasted polls")
+    push = w.loc[w["style"] == "events", "staleness_mean_s"].dropna()
+    if len(push):
+        ax.axhline(float(push.mean()), color=style_colour("events"), lw=1.5,
+                   label=f"events (push): staleness {float(push.mean()):.3g} s")
+    ax.set_xlabel("poll interval (s)")
+    ax.set_ylabel("mean staleness (s)")
+    right.set_ylabel("wasted polls" + (" per s" if wcol.endswith("_per_s") else " (count)"))
+    right.set_ylim(bottom=0)
+    ax.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = right.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    ax.right_ax = right
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# -- coupling: availability against chain length ------------------------------------------------------
+
+
+def plot_availability_vs_chain(df: pd.DataFrame, *, ax=None, chain: str | None = None, title: str | None = None,
+                               service_availability: float | None = None):
+    """Availability (completed / started) against the number of services in the chain, per
+    style; with ``service_availability`` the theory of a synchronous chain, ``a ** n``, is
+    drawn dashed.  ``ci_low``/``ci_high`` columns (or a sweep_ci table) draw bands."""
+    ax = _axes(ax)
+    ccol = _pick(df, CHAIN_COLUMNS, "chain", chain)
+    if "metric" in df.columns and "mean" in df.columns:
+        w = df[df["metric"] == "availability"].rename(columns={"mean": "availability"})
+    else:
+        w = _wide(df, ["style", ccol], ["availability", "ci_low", "ci_high"])
+    for style in _styles(w):
+        g = w[w["style"] == style].sort_values(ccol)
+        c = style_colour(style)
+        ax.plot(g[ccol], g["availability"], marker="o", ms=4, color=c, label=style)
+        if {"ci_low", "ci_high"} <= set(g.columns) and g["ci_low"].notna().any():
+            ax.fill_between(g[ccol], g["ci_low"], g["ci_high"], color=c, alpha=0.2, lw=0)
+    if service_availability is not None and len(w):
+        n = np.arange(int(w[ccol].min()), int(w[ccol].max()) + 1)
+        ax.plot(n, service_availability**n, ls="--", color="#555555",
+                label=f"theory, synchronous chain: {service_availability:g}^n")
+    ax.set_xlabel("services in the chain (n)")
+    ax.set_ylabel("availability (completed / started)")
+    return _finish(ax, title, "style")
+
+
+# -- the failure-propagation picture ------------------------------------------------------------------
+
+
+def _timeline_columns(tl: pd.DataFrame) -> tuple[str, str]:
+    tcol = _pick(tl, ("time_s", "t_s"), "time")
+    scol = _pick(tl, ("service", "name"), "service")
+    return tcol, scol
+
+
+def plot_failure_propagation(timeline: pd.DataFrame, *, ax=None, style: str | None = None, title: str | None = None,
+                             bucket_s: float | None = None):
+    """Services x time: each service's state per bucket (``up``, ``degraded``, ``down``) as
+    coloured bands, with failed workflows (solid) and backlog (dashed: queue + lag) per style
+    over it on the right axis (``ax.right_ax``).
+
+    ``timeline``: long format, one row per (style,) time bucket and service, with columns
+    ``time_s`` (or ``t_s``, the bucket start), ``service`` (or ``name``), ``state`` and,
+    when known, ``queue``, ``lag`` and ``failures`` (failed workflows in the bucket).  This is
+    the shape of ``RunResult.timeline`` and of :meth:`lab.faults.FaultCalendar.timeline`.
+    ``style`` keeps one style's overlay; by default every style is drawn."""
+    from matplotlib.patches import Patch
+
+    ax = _axes(ax)
+    tcol, scol = _timeline_columns(timeline)
+    tl = timeline
+    if style is not None and "style" in tl.columns:
+        tl = tl[tl["style"] == style]
+    times = np.sort(tl[tcol].unique())
+    width = bucket_s or (float(np.min(np.diff(times))) if times.size > 1 else 1.0)
+    services = list(dict.fromkeys(tl[scol]))
+    # the states come from the fault calendar, shared by the styles: draw them once
+    first = tl[tl["style"] == tl["style"].iloc[0]] if "style" in tl.columns and len(tl) else tl
+    for i, svc in enumerate(services):
+        rows = first[first[scol] == svc]
+        for state, colour in STATE_COLOURS.items():
+            starts = rows.loc[rows["state"] == state, tcol].to_numpy(dtype=float)
+            if starts.size:
+                ax.broken_barh([(s, width) for s in starts], (i - 0.4, 0.8), facecolors=colour, edgecolor="none")
+    ax.set_yticks(range(len(services)), services)
+    ax.set_ylim(-0.6, len(services) - 0.4)
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("service")
+    ax.set_xlim(float(times.min()) if times.size else 0, float(times.max()) + width if times.size else 1)
+    right = ax.twinx()
+    overlay = [c for c in ("failures", "queue", "lag") if c in tl.columns]
+    styles = _styles(tl) if "style" in tl.columns else [None]
+    for st in styles:
+        g = tl if st is None else tl[tl["style"] == st]
+        colour = style_colour(st) if st else "#333333"
+        name = st or "all"
+        per_t = g.groupby(tcol)[overlay].sum(min_count=1) if overlay else None
+        if per_t is None:
+            continue
+        mid = per_t.index.to_numpy(dtype=float) + width / 2
+        if "failures" in per_t.columns:
+            right.plot(mid, per_t["failures"], color=colour, lw=1.8, label=f"{name}: failed workflows")
+        backlog_cols = [c for c in ("queue", "lag") if c in per_t.columns]
+        if backlog_cols:
+            right.plot(mid, per_t[backlog_cols].sum(axis=1, min_count=1), color=colour, lw=1.2, ls="--",
+                       label=f"{name}: backlog (queue + lag)")
+    right.set_ylabel(f"failed workflows / backlog (per {width:g} s bucket)")
+    right.set_ylim(bottom=0)
+    handles = [Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items()]
+    h2, _ = right.get_legend_handles_labels()
+    right.legend(handles + h2, [h.get_label() for h in handles + h2], fontsize=7, loc="upper right")
+    ax.right_ax = right
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+# -- backlog / consumer lag through a load-shedding day -----------------------------------------------
+
+
+def _intervals(outages) -> list[tuple[float, float]]:
+    if outages is None:
+        return []
+    if isinstance(outages, pd.DataFrame):
+        return list(zip(outages["start_s"].astype(float), outages["end_s"].astype(float), strict=True))
+    return [(float(s), float(e)) for s, e in outages]
+
+
+def plot_backlog(series: pd.DataFrame, *, ax=None, metric: str | tuple[str, ...] = ("lag", "queue"),
+                 entity: str | None = None, outages=None, time_unit: str = "s", title: str | None = None):
+    """Backlog over time per style from ``RunResult.series`` (long format: style, time_s,
+    metric, entity, value): the sum over entities of ``metric`` (``lag``, ``queue`` or both),
+    or one ``entity``.  ``outages`` (a DataFrame with ``start_s``/``end_s`` such as
+    :func:`lab.loadshedding.calendar_frame`, or ``(start, end)`` pairs) are shaded grey, so
+    the build-up during load-shedding and the drain after it are visible.
+    ``time_unit``: ``s``, ``min`` or ``h`` for the x axis."""
+    ax = _axes(ax)
+    metrics = (metric,) if isinstance(metric, str) else tuple(metric)
+    div = {"s": 1.0, "min": 60.0, "h": 3600.0}[time_unit]
+    s = series[series["metric"].isin(metrics)]
+    if entity is not None:
+        s = s[s["entity"] == entity]
+    for lo, hi in _intervals(outages):
+        ax.axvspan(lo / div, hi / div, color="#999999", alpha=0.25, lw=0)
+    if _intervals(outages):
+        ax.axvspan(0, 0, color="#999999", alpha=0.25, lw=0, label="outage (no power)")
+    for style in _styles(s):
+        g = s[s["style"] == style].groupby("time_s")["value"].sum().sort_index()
+        ax.plot(g.index / div, g.to_numpy(), color=style_colour(style), lw=1.5, label=style)
+    what = " + ".join("consumer lag" if m == "lag" else "queued requests" if m == "queue" else m for m in metrics)
+    ax.set_xlabel(f"time ({time_unit})")
+    ax.set_ylabel(f"backlog: {what}" + (f" at {entity}" if entity else "") + " (messages)")
+    ax.set_ylim(bottom=0)
+    return _finish(ax, title, "style")
+
+
+# -- sweeps with confidence bands -----------------------------------------------------------------------
+
+
+def plot_sweep_ci(ci: pd.DataFrame, *, ax=None, x: str | None = None, metric: str | None = None,
+                  title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+                  logx: bool = False, logy: bool = False):
+    """Mean and confidence band per style against one swept parameter, from a
+    :func:`lab.sweep.sweep_ci` table (columns ``style``, the parameter, ``metric``,
+    ``mean``, ``ci_low``, ``ci_high``) or any table with those three value columns.
+
+    ``x``: the parameter column (default: the first parameter that varies); ``metric``:
+    which metric (required when the table holds several)."""
+    from .errors import LabError
+
+    ax = _axes(ax)
+    d = ci
+    if "metric" in d.columns:
+        metrics = list(dict.fromkeys(d["metric"]))
+        if metric is None:
+            if len(metrics) > 1:
+                raise LabError(f"the table holds several metrics; choose one of {', '.join(metrics)}", field="metric")
+            metric = metrics[0]
+        d = d[d["metric"] == metric]
+    if x is None:
+        skip = {"point_id", "style", "scenario", "engine", "metric", "n", "mean", "std", "ci_low", "ci_high",
+                "half_width", "level"}
+        varying = [c for c in d.columns if c not in skip and d[c].nunique() > 1]
+        if not varying:
+            raise LabError("no varying parameter column to put on the x axis", field="x")
+        x = varying[0]
+    for style in _styles(d):
+        g = d[d["style"] == style].groupby(x)[["mean", "ci_low", "ci_high"]].mean().sort_index()
+        c = style_colour(style)
+        ax.plot(g.index, g["mean"], marker="o", ms=4, color=c, label=style)
+        if g["ci_low"].notna().any():
+            ax.fill_between(g.index, g["ci_low"], g["ci_high"], color=c, alpha=0.2, lw=0)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or _label(x))
+    ax.set_ylabel(ylabel or _label(metric or "value"))
+    level = ci["level"].iloc[0] if "level" in ci.columns and len(ci) else 0.95
+    return _finish(ax, title, f"style (band: {level:.0%} CI)")
+
+
+_UNITS = (("_per_s", " (per s)"), ("_ms", " (ms)"), ("_s", " (s)"))
+
+
+def _label(name: str) -> str:
+    """``workload.rate_per_s`` -> ``workload rate (per s)``; ``latency_p95_s`` -> ``latency p95 (s)``."""
+    base = name
+    unit = ""
+    for suffix, text in _UNITS:
+        if base.endswith(suffix):
+            base, unit = base[: -len(suffix)], text
+            break
+    return base.replace(".", " ").replace("_", " ") + unit
