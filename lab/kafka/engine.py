@@ -270,7 +270,6 @@ class KafkaRun:
             acks = int(acks)
         cfg: dict[str, Any] = {
             "acks": acks, "linger_ms": self.opt.linger_ms, "enable_idempotence": self.opt.idempotent_producer,
-            "key_serializer": lambda k: str(k).encode(), "value_serializer": lambda v: json.dumps(v).encode(),
             "client_id": f"{self.prefix}.producer", "delivery_timeout_ms": 180000,
         }  # fmt: skip
         if not self.opt.idempotent_producer or acks not in ("all", -1):
@@ -284,12 +283,12 @@ class KafkaRun:
             *self.in_topics(service), group_id=self.group(service), client_id=f"{self.group(service)}.{index}",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.opt.max_poll_records,
             session_timeout_ms=self.opt.session_timeout_ms, heartbeat_interval_ms=self.opt.heartbeat_interval_ms,
-            fetch_max_wait_ms=50, value_deserializer=lambda b: json.loads(b.decode()), **self._common(),
+            fetch_max_wait_ms=50, **self._common(),
         )  # fmt: skip
 
     # -- publishing ---------------------------------------------------------------------
     def publish(self, topic: str, wid: int, value: dict[str, Any]) -> None:
-        fut = self.producer.send(topic, key=wid, value=value)
+        fut = self.producer.send(topic, key=str(wid).encode(), value=json.dumps(value).encode())
         fut.add_callback(lambda _md: self._acked(topic, wid))
         fut.add_errback(lambda exc: self._publish_failed(topic, wid, exc))
 
@@ -376,7 +375,7 @@ class KafkaRun:
                     consumer.close(autocommit=False, timeout_ms=5000)
 
     def _handle(self, service: str, r: Any) -> None:
-        ev = r.value
+        ev = json.loads(r.value)
         wid = int(ev["wid"])
         topic_event = r.topic[len(self.prefix) + 1 :]
         eid = (topic_event, wid)
