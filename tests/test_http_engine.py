@@ -170,7 +170,7 @@ def test_polling_an_async_job_returns_after_job_plus_at_most_one_poll_interval()
     lat = (wf.finished_s - wf.started_s).to_numpy()
     work = 0.010 + 0.250
     assert (lat >= work).all()
-    slack = 0.05  # the poll's own cost, timer granularity and loopback
+    slack = 0.10  # the poll's own cost (2 ms), timer granularity and loopback on a busy 2-core CI box
     assert (lat <= work + 0.100 + slack).all()
     st = res.steps.staleness_s.to_numpy()
     assert np.isfinite(st).all() and (st >= 0).all() and (st <= 0.100 + slack).all()

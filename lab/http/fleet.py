@@ -33,6 +33,19 @@ from ..errors import LabError
 
 log = logging.getLogger(__name__)
 
+#: the child's entry point: import lab.http.service without running the package
+#: ``__init__`` files (they pull in pandas and the engines: a second of start-up per process)
+_BOOT = """
+import sys, types
+root = sys.argv[1]
+for name, sub in (("lab", "/lab"), ("lab.http", "/lab/http")):
+    m = types.ModuleType(name)
+    m.__path__ = [root + sub]
+    sys.modules[name] = m
+from lab.http.service import main
+main()
+"""
+
 _LIVE: weakref.WeakSet[ServiceFleet] = weakref.WeakSet()
 
 
@@ -105,7 +118,7 @@ class ServiceFleet:
         for name, cfg in self.configs.items():
             errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
             popen = subprocess.Popen(
-                [sys.executable, "-m", "lab.http.service"],
+                [sys.executable, "-c", _BOOT, root],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errfile,
