@@ -450,3 +450,56 @@ def _label(name: str) -> str:
             base, unit = base[: -len(suffix)], text
             break
     return base.replace(".", " ").replace("_", " ") + unit
+
+
+# -- load-shedding calendars ----------------------------------------------------------------------------
+
+
+def plot_outages(calendar: pd.DataFrame, *, ax=None, time_unit: str = "h", title: str | None = None,
+                 horizon_s: float | None = None):
+    """Sites x time: each site's down intervals (from :func:`lab.loadshedding.calendar_frame`:
+    ``site, start_s, end_s``) as red bars; sites without outages are listed too when the
+    frame holds them with no rows (pass ``horizon_s`` to fix the time axis)."""
+    ax = _axes(ax)
+    div = {"s": 1.0, "min": 60.0, "h": 3600.0}[time_unit]
+    sites = list(dict.fromkeys(calendar["site"]))
+    for i, site in enumerate(sites):
+        rows = calendar[calendar["site"] == site]
+        bars = [(s / div, (e - s) / div) for s, e in zip(rows["start_s"], rows["end_s"], strict=True) if e > s]
+        if bars:
+            ax.broken_barh(bars, (i - 0.35, 0.7), facecolors=STATE_COLOURS["down"], edgecolor="none")
+    ax.set_yticks(range(len(sites)), sites)
+    ax.set_ylim(-0.6, len(sites) - 0.4)
+    ax.invert_yaxis()
+    if horizon_s is not None:
+        ax.set_xlim(0, horizon_s / div)
+    ax.set_xlabel(f"time ({time_unit})")
+    ax.set_ylabel("site")
+    ax.grid(alpha=0.3, axis="x")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_stage_timeline(timeline: pd.DataFrame, *, ax=None, title: str | None = None):
+    """The load-shedding stage over calendar time, from :func:`lab.eskom.stage_timeline`
+    (``start, finish, stage``; gaps are stage 0), as a step line."""
+    ax = _axes(ax)
+    tl = timeline.sort_values("start")
+    xs, ys = [], []
+    for s, f, st in zip(tl["start"], tl["finish"], tl["stage"], strict=True):
+        if xs and xs[-1] < s:  # a gap: stage 0
+            xs += [xs[-1], s]
+            ys += [0, 0]
+        xs += [s, f]
+        ys += [st, st]
+    ax.plot(xs, ys, color="#cc0000", lw=1.5, label="stage")
+    ax.fill_between(xs, ys, color="#cc0000", alpha=0.15, lw=0)
+    ax.set_ylim(0, 8.5)
+    ax.set_yticks(range(0, 9))
+    ax.set_xlabel("date and time (SAST)")
+    ax.set_ylabel("load-shedding stage")
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return ax

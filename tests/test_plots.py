@@ -231,3 +231,21 @@ def test_plots_never_show(monkeypatch):
     plots.plot_sweep_ci(pd.DataFrame({"x": [1, 2], "style": "events", "mean": [1, 2], "ci_low": [0, 1],
                                       "ci_high": [2, 3]}), ax=_ax())
     plots.plot_failure_propagation(_timeline(), ax=_ax(), style="events")
+
+
+def test_outages_and_stage_timeline():
+    from lab.loadshedding import calendar_frame, outage_calendar
+
+    cal = outage_calendar({"stage": 4, "areas": {"erp": 1, "portal": 9}}, ["erp", "portal", "gateway"], 86400.0)
+    frame = calendar_frame(cal)
+    ax = plots.plot_outages(frame, ax=_ax(), horizon_s=86400)
+    sites = [t.get_text() for t in ax.get_yticklabels()]
+    assert sites == ["erp", "portal"]  # the gateway is never shed: no rows
+    total_h = sum(w for c in ax.collections for _, w in [(p.get_extents().x0, p.get_extents().width) for p in c.get_paths()])
+    assert total_h == pytest.approx((frame["end_s"] - frame["start_s"]).sum() / 3600)
+    tl = pd.DataFrame({"start": pd.to_datetime(["2023-06-01 00:00", "2023-06-01 16:00"]),
+                       "finish": pd.to_datetime(["2023-06-01 10:00", "2023-06-02 00:00"]), "stage": [2, 4]})
+    ax = plots.plot_stage_timeline(tl, ax=_ax())
+    line = ax.get_lines()[0]
+    assert list(line.get_ydata()) == [2, 2, 0, 0, 4, 4]
+    assert ax.get_ylabel() == "load-shedding stage"
