@@ -77,6 +77,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = {}
     if args.engine == "kafka" and args.bootstrap:
         options["bootstrap"] = args.bootstrap
+    if args.engine == "http":  # --- http engine flags (added by lab.http.command) ---
+        from .http.command import run_options
+
+        options.update(run_options(args))
     result = run(sc, engine=args.engine, seed=args.seed, **options)
     if args.out:
         path = result.save(args.out, fmt=args.format)

@@ -1,0 +1,188 @@
+"""HTTP engine benchmark: client transports, server stacks, the lab's own overhead, and the
+largest arrival rate the engine holds without falling behind its schedule.
+
+Run:  .venv/bin/python benchmarks/bench_http.py [--requests 3000] [--json out.json]
+
+Every figure is measured in this run, against one uvicorn service process on 127.0.0.1
+(the lab's own service app; ``GET /health`` is the trivial endpoint).  The machine's load
+average is printed with the results: figures from a busy machine are lower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import time
+
+import aiohttp
+import httpx
+import numpy as np
+import uvloop
+from httpx_aiohttp import AiohttpTransport
+
+from lab.http import ServiceFleet, run_http
+from lab.scenario import load_scenario
+
+TRIVIAL = {"service": {"service_time": 0, "concurrency": 100000}, "network": {"latency_ms": 0}}
+
+
+async def _hammer(get, url: str, n: int, conc: int) -> float:
+    """``n`` GETs by ``conc`` closed-loop workers; returns requests per second."""
+    left = n
+
+    async def worker():
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await get(url)
+
+    await asyncio.gather(*(worker() for _ in range(conc)))  # warm-up: connections, code paths
+    left = n
+    t = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    return n / (time.perf_counter() - t)
+
+
+async def client_rate(kind: str, url: str, n: int, conc: int) -> float:
+    limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
+    if kind == "aiohttp":
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as s:
+
+            async def get(u):
+                async with s.get(u) as r:
+                    await r.read()
+
+            return await _hammer(get, url, n, conc)
+    transport = AiohttpTransport(limits=limits) if kind == "httpx-aiohttp" else None
+    async with httpx.AsyncClient(limits=limits, transport=transport, trust_env=False) as c:
+
+        async def get(u):
+            (await c.get(u)).raise_for_status()
+
+        return await _hammer(get, url, n, conc)
+
+
+async def sequential_latency(url: str, n: int) -> np.ndarray:
+    """Latency of single requests one after another with the engine's client (seconds)."""
+    async with httpx.AsyncClient(transport=AiohttpTransport(), trust_env=False) as c:
+        for _ in range(50):
+            await c.post(url)
+        out = np.empty(n)
+        for i in range(n):
+            t = time.perf_counter()
+            (await c.post(url, json={"wf": i})).raise_for_status()
+            out[i] = time.perf_counter() - t
+    return out
+
+
+def one_service(rate: float, duration: float, service_ms: float = 0.0):
+    return load_scenario(
+        {
+            "name": "bench",
+            "duration_s": duration,
+            "workload": {"rate_per_s": rate, "arrivals": "poisson"},
+            "network": {"latency_ms": 0},
+            "services": {"svc": {"service_time": service_ms, "concurrency": 100000}},
+            "flow": ["svc"],
+            "allow_overload": True,
+        }
+    )
+
+
+def engine_run(rate: float, duration: float, transport: str = "aiohttp") -> dict:
+    res = run_http(one_service(rate, duration), seed=1, transport=transport, drain_s=10.0)
+    row = res.summary.iloc[0]
+    meta = res.meta["styles"]["orchestration"]
+    lat = (res.records.finished_s - res.records.started_s).dropna().to_numpy()
+    return {
+        "rate": rate,
+        "started": int(row.started),
+        "completed": int(row.completed),
+        "throughput_per_s": float(row.throughput_per_s),
+        "lateness_p99_ms": 1000 * meta["start_lateness_p99_s"],
+        "latency_p50_ms": 1000 * float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "latency_p99_ms": 1000 * float(np.percentile(lat, 99)) if lat.size else float("nan"),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=3000, help="requests per client measurement")
+    ap.add_argument("--rates", default="250,500,1000,1500,2000,3000", help="arrival rates to try (per s)")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds per engine run")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out: dict = {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}
+    n = args.requests
+
+    print(f"# HTTP engine benchmark ({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    # 1. clients against uvicorn+httptools+uvloop
+    with ServiceFleet({"svc": TRIVIAL}) as fleet:
+        url = fleet.urls["svc"] + "/health"
+        rows = {}
+        for kind in ("httpx", "httpx-aiohttp", "aiohttp"):
+            for conc in (1, 32):
+                rows[f"{kind}@{conc}"] = uvloop.run(client_rate(kind, url, n, conc))
+        out["clients"] = rows
+        print("\n## client -> uvicorn(httptools, uvloop), GET /health, requests/s")
+        print("| client | concurrency 1 | concurrency 32 |\n|---|---:|---:|")
+        base = rows["httpx@32"]
+        for kind in ("httpx", "httpx-aiohttp", "aiohttp"):
+            print(f"| {kind} | {rows[f'{kind}@1']:,.0f} | {rows[f'{kind}@32']:,.0f} ({rows[f'{kind}@32'] / base:.1f}x httpx) |")
+        direct = sequential_latency(fleet.urls["svc"] + "/call", 1000)
+        direct_rate = uvloop.run(client_rate("httpx-aiohttp", fleet.urls["svc"] + "/health", n, 32))
+    # 2. server stacks
+    servers = {}
+    for stack in ("h11", "httptools"):
+        cfg = {**TRIVIAL, "http": stack, "loop": "asyncio" if stack == "h11" else "uvloop"}
+        with ServiceFleet({"svc": cfg}) as fleet:
+            servers[stack] = uvloop.run(client_rate("aiohttp", fleet.urls["svc"] + "/health", n, 32))
+    out["servers"] = servers
+    print("\n## server stack (aiohttp client, concurrency 32), requests/s")
+    print(f"| uvicorn h11 + asyncio | {servers['h11']:,.0f} |\n| uvicorn httptools + uvloop | {servers['httptools']:,.0f} "
+          f"({servers['httptools'] / servers['h11']:.2f}x) |")  # fmt: skip
+    # 3. the lab's overhead per hop at low load
+    low = engine_run(50.0, args.duration)
+    d50, d99 = 1000 * np.percentile(direct, 50), 1000 * np.percentile(direct, 99)
+    out["overhead"] = {"direct_p50_ms": d50, "direct_p99_ms": d99, **{f"engine_{k}": v for k, v in low.items()}}
+    print("\n## per-hop latency, one service with 0 ms service time, 50 workflows/s")
+    print("| | p50 ms | p99 ms |\n|---|---:|---:|")
+    print(f"| direct POST /call, one at a time | {d50:.2f} | {d99:.2f} |")
+    print(f"| through the orchestrator (workflow of 1 call) | {low['latency_p50_ms']:.2f} | {low['latency_p99_ms']:.2f} |")
+    print(f"| lab's own overhead | {low['latency_p50_ms'] - d50:.2f} | {low['latency_p99_ms'] - d99:.2f} |")
+    # 4. the largest arrival rate held
+    print("\n## open-model arrival rate held (one service, 0 ms, 2 cores shared with it)")
+    print("| offered /s | started | completed | throughput /s | start lateness p99 ms | latency p50 ms | p99 ms | holds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    held = 0.0
+    runs = []
+    for rate in [float(r) for r in args.rates.split(",")]:
+        r = engine_run(rate, args.duration)
+        ok = r["lateness_p99_ms"] < 10.0 and r["completed"] >= 0.99 * r["started"] and r["throughput_per_s"] >= 0.95 * rate
+        r["holds"] = ok
+        runs.append(r)
+        print(f"| {rate:,.0f} | {r['started']} | {r['completed']} | {r['throughput_per_s']:,.0f} | {r['lateness_p99_ms']:.1f} "
+              f"| {r['latency_p50_ms']:.1f} | {r['latency_p99_ms']:.1f} | {'yes' if ok else 'no'} |")  # fmt: skip
+        if ok:
+            held = max(held, rate)
+        else:
+            break
+    out["rates"] = runs
+    out["max_rate_held_per_s"] = held
+    out["direct_rate_per_s"] = direct_rate
+    best = max((r["throughput_per_s"] for r in runs), default=0.0)
+    print(f"\nlargest rate held: {held:,.0f}/s; best orchestrated throughput {best:,.0f}/s vs the same service hit "
+          f"directly by a closed loop of 32: {direct_rate:,.0f} req/s ({best / direct_rate:.2f}x)")  # fmt: skip
+    out["loadavg_end"] = os.getloadavg()
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
