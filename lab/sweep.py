@@ -445,6 +445,7 @@ def sweep(
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    compact: bool = True,
     _source: str = "<grid>",
 ) -> pd.DataFrame:
     """Run ``scenario`` at every point of ``grid``, ``replications`` times each.
@@ -454,7 +455,9 @@ def sweep(
     in this process, N uses N local processes (default: the CPU count); ``scheduler``
     (an address, a ``distributed.Client`` or ``"local"``) runs on Dask instead.  ``out``
     (a ``.parquet`` directory) stores rows as runs finish; ``resume=True`` skips runs
-    already stored there.  Returns the long-format table sorted by ``run_id``.
+    already stored there; ``compact`` merges the stored parts into one file when the
+    sweep finishes.  ``progress=False`` hides the progress bar.  Returns the long-format
+    table sorted by ``run_id``.
     """
     plan = plan_sweep(scenario, grid, replications=replications, seed=seed, source=_source)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -525,6 +528,10 @@ def sweep(
             bar.update(1)
             if n_failed:
                 bar.set_postfix(failed=n_failed, refresh=False)
+        if store is not None:
+            store.close()
+            if compact:
+                store.compact()
     finally:
         bar.close()
         if isinstance(results, _Processes | _Dask):

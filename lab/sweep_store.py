@@ -108,6 +108,25 @@ class SweepStore:
     def close(self) -> None:
         self.flush()
 
+    def compact(self, max_rows: int = 1_000_000) -> None:
+        """Merge the parts into one file when they are small (a finished sweep that
+        notebooks read).  The merged part is in place before the old ones go; a crash in
+        between leaves duplicate rows that :func:`read_sweep` drops."""
+        parts = _parts(self.path)
+        if len(parts) < 2:
+            return
+        if sum(pq.ParquetFile(p).metadata.num_rows for p in parts) > max_rows:
+            return
+        table = ds.dataset([str(p) for p in parts], format="parquet", schema=self.schema).to_table()
+        name = f"part-{self._seq:06d}-{secrets.token_hex(4)}.parquet"
+        tmp = self.path / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.path / name)
+        self._seq += 1
+        for p in parts:
+            p.unlink()
+        log.debug("compacted %d parts into %s", len(parts), name)
+
     def __enter__(self) -> SweepStore:
         return self
 
@@ -128,6 +147,8 @@ def read_sweep(path: str | Path, *, keys: set[str] | None = None) -> pd.DataFram
     df = table.to_pandas()
     if keys is not None:
         df = df[df["key"].isin(keys)]
+    if "key" in df.columns:
+        df = df.drop_duplicates(subset=[c for c in ("key", "style") if c in df.columns])
     if "run_id" in df.columns:
         df = df.sort_values("run_id", kind="stable")
     return df.reset_index(drop=True)

@@ -184,11 +184,11 @@ def test_resume_skips_finished_runs(mm1, sequential, tmp_path):
     out = tmp_path / "r.parquet"
     # an "interrupted" sweep: only the first two points were stored ...
     first = sweep(mm1, {"workload.rate_per_s": [4], "services.worker.concurrency": [1, 2]},
-                  replications=3, seed=11, workers=1, out=out, progress=False)  # fmt: skip
+                  replications=3, seed=11, workers=1, out=out, progress=False, compact=False)  # fmt: skip
     parts_before = {p.name: p.stat().st_mtime_ns for p in _parts(out)}
     assert len(_stored_keys(out)) == 6
     # ... and with fewer replications: seeds extend, so the first 2 replications match
-    full = sweep(mm1, GRID, replications=3, seed=11, workers=2, out=out, resume=True, progress=False)
+    full = sweep(mm1, GRID, replications=3, seed=11, workers=2, out=out, resume=True, progress=False, compact=False)
     pd.testing.assert_frame_equal(sequential, full)
     keys = _stored_keys(out)
     assert len(keys) == 12 and len(set(keys)) == 12  # nothing ran twice
@@ -198,9 +198,14 @@ def test_resume_skips_finished_runs(mm1, sequential, tmp_path):
     new_keys = set().union(*(set(pq.read_table(p, columns=["key"]).column("key").to_pylist()) for p in new))
     assert new_keys.isdisjoint(first["key"]) and len(new_keys) == 6
     # resuming a finished sweep runs nothing
-    again = sweep(mm1, GRID, replications=3, seed=11, workers=1, out=out, resume=True, progress=False)
+    again = sweep(mm1, GRID, replications=3, seed=11, workers=1, out=out, resume=True, progress=False, compact=False)
     pd.testing.assert_frame_equal(sequential, again)
     assert len(_stored_keys(out)) == 12 and len(_parts(out)) == len(parts_before) + len(new)
+    # compaction (the default) leaves one part with the same rows
+    sweep(mm1, GRID, replications=3, seed=11, workers=1, out=out, resume=True, progress=False)
+    assert len(_parts(out)) == 1 and sorted(_stored_keys(out)) == sorted(keys)
+    pd.testing.assert_frame_equal(sequential, sweep(mm1, GRID, replications=3, seed=11, out=out, resume=True,
+                                                    progress=False))  # fmt: skip
 
 
 def test_resume_with_more_replications_runs_only_new_ones(mm1, tmp_path):
