@@ -651,7 +651,7 @@ class EventsConfig(_Model):
     idempotent_consumer: bool = False
     producer_buffer: NonNegInt = 10000
     retry_topic: bool = False
-    max_redeliveries: NonNegInt = 3
+    max_redeliveries: NonNegInt = 0
     dlq: bool = False
     poison_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)

@@ -13,7 +13,7 @@ from .errors import LabError
 from .records import Recorder, summarize_style, summary_frame
 from .scenario import Scenario
 
-TABLES = ("records", "steps", "polls", "events", "series", "summary")
+TABLES = ("records", "steps", "polls", "events", "series", "summary", "timeline")
 
 
 @dataclass
@@ -23,7 +23,10 @@ class RunResult:
     ``records``: one row per workflow (style, workflow_id, started_s, finished_s, status,
     reason, response_s); ``steps``, ``polls``, ``events``: one row per step, poll, event;
     ``series``: long-format time series (style, time_s, metric, entity, value);
-    ``summary``: one row per style (see :data:`lab.records.SUMMARY_COLUMNS`).
+    ``summary``: one row per style (see :data:`lab.records.SUMMARY_COLUMNS`; fault
+    metrics are defined in :mod:`lab.metrics`); ``timeline``: per style, service and time
+    bucket, the state (up/degraded/down), queue, lag and failures - the failure-propagation
+    picture.
     """
 
     scenario: Scenario
@@ -35,12 +38,13 @@ class RunResult:
     polls: pd.DataFrame
     events: pd.DataFrame
     series: pd.DataFrame
+    timeline: pd.DataFrame = field(default_factory=pd.DataFrame)
     meta: dict = field(default_factory=dict)
 
     @classmethod
     def from_recorder(
         cls, scenario: Scenario, rec: Recorder, *, engine: str, seed: int, styles: list[str], end_s: dict[str, float],
-        extra: dict[str, dict] | None = None,
+        extra: dict[str, dict] | None = None, timeline: pd.DataFrame | None = None,
     ) -> RunResult:
         rows = []
         for style in styles:
@@ -57,6 +61,7 @@ class RunResult:
             scenario=scenario, engine=engine, seed=seed, summary=summary_frame(rows),
             records=frames["workflows"], steps=frames["steps"], polls=frames["polls"],
             events=frames["events"], series=frames["series"],
+            timeline=timeline if timeline is not None else pd.DataFrame(),
         )  # fmt: skip
 
     def table(self, name: str) -> pd.DataFrame:
@@ -92,7 +97,12 @@ class RunResult:
         tables = {}
         for name in TABLES:
             pq, csv = out / f"{name}.parquet", out / f"{name}.csv"
-            tables[name] = pd.read_parquet(pq) if pq.exists() else pd.read_csv(csv)
+            if pq.exists():
+                tables[name] = pd.read_parquet(pq)
+            elif csv.exists():
+                tables[name] = pd.read_csv(csv)
+            else:
+                raise LabError(f"missing {name} table", source=str(out))
         sc = load_scenario(out / "scenario.yaml")
         extra_meta = {k: v for k, v in meta.items() if k not in ("engine", "seed")}
         return cls(scenario=sc, engine=meta["engine"], seed=meta["seed"], meta=extra_meta, **tables)

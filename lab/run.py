@@ -30,6 +30,9 @@ def simulate(
     ``seed`` defaults to the scenario's ``seed``.  Returns a :class:`RunResult` whose
     summary has one row per style.
     """
+    import pandas as pd
+
+    from .metrics import fault_metrics, timeline
     from .sim import SimEngine
 
     sc = _as_scenario(scenario, overrides)
@@ -37,14 +40,23 @@ def simulate(
     chosen = list(styles) if styles is not None else sc.styles
     rec = Recorder()
     end_s: dict[str, float] = {}
+    extra: dict[str, dict] = {}
+    lines = []
+    names = list(sc.services)
+    bucket = sc.series_interval_s or max(0.1, sc.duration_s / 200.0)
     for style in chosen:
         if style not in ("orchestration", "events", "hybrid"):
             raise LabError(f"unknown style {style!r}", source=sc.name, field="style")
         engine = SimEngine(sc, style, seed, rec)
         engine.run()
         end_s[style] = engine.end_s
+        extra[style] = fault_metrics(rec, style, engine.cal, names, sc.warmup_s, sc.duration_s)
+        lines.append(timeline(rec, style, engine.cal, names, bucket, engine.end_s))
         log.debug("simulated %s/%s seed=%s until t=%.1f", sc.name, style, seed, engine.end_s)
-    return RunResult.from_recorder(sc, rec, engine="sim", seed=seed, styles=chosen, end_s=end_s)
+    return RunResult.from_recorder(
+        sc, rec, engine="sim", seed=seed, styles=chosen, end_s=end_s, extra=extra,
+        timeline=pd.concat(lines, ignore_index=True),
+    )  # fmt: skip
 
 
 def run(scenario: Scenario | str, *, engine: str = "sim", seed: int | None = None, **options: Any) -> RunResult:

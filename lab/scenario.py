@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import LabError
+from .faults import Faults
+from .policies import Resilience
 
 Style = Literal["orchestration", "events", "hybrid"]
 STYLES: tuple[str, ...] = ("orchestration", "events", "hybrid")
@@ -174,12 +176,19 @@ class Service(_Model):
     poll_interval_ms: PosFloat = 1000.0
     poll_time_ms: NonNegFloat = 1.0
     consumers: Annotated[int, Field(ge=1)] | None = None
-    area: str | None = None
 
 
 class Orchestration(_Model):
     """Knobs of the synchronous style: per-call timeout, retries with backoff, and the
-    orchestrator's pool of workflow slots (threads/connections held while waiting)."""
+    orchestrator's pool of workflow slots (threads/connections held while waiting).
+
+    ``mode: central``: one orchestrator calls every service in turn.  ``mode: chain``:
+    each service calls the next one synchronously and holds its own worker while it
+    waits (A -> B -> C), so a slow or dead service backs up every caller above it.
+    (``resilience:`` holds the full set of call patterns; these fields are shorthands.)
+    """
+
+    mode: Literal["central", "chain"] = "central"
 
     timeout_ms: PosFloat | None = None
     retries: Annotated[int, Field(ge=0)] = 0
@@ -192,12 +201,15 @@ class Orchestration(_Model):
 class Broker(_Model):
     """The simulated broker: publish-to-delivery latency, partitions per topic, and
     consumers per subscribing service (default: the service's ``consumers``, else its
-    ``concurrency``)."""
+    ``concurrency``); ``retention_s`` after which an unconsumed event expires (lost);
+    consumers commit offsets every ``commit_interval_ms`` (Kafka's auto-commit), so a
+    consumer that dies redelivers what it processed since its last commit."""
 
     latency_ms: NonNegFloat = 5.0
     partitions: Annotated[int, Field(ge=1)] = 6
     consumers: Annotated[int, Field(ge=1)] | None = None
-    area: str | None = None
+    retention_s: PosFloat | None = None
+    commit_interval_ms: NonNegFloat = 5000.0
 
 
 class Hybrid(_Model):
@@ -237,6 +249,8 @@ class Scenario(_Model):
     broker: Broker = Field(default_factory=Broker)
     hybrid: Hybrid = Field(default_factory=Hybrid)
     propagation: Propagation | None = None
+    faults: Faults = Field(default_factory=Faults)
+    resilience: Resilience = Field(default_factory=Resilience)
     allow_overload: bool = False
     series_interval_s: PosFloat | None = None
 
@@ -287,6 +301,10 @@ class Scenario(_Model):
                 raise ValueError(
                     f"hybrid.core_steps ({core}) leaves no downstream step in a flow of {len(self.flow)}"
                 )
+        if self.orchestration.mode == "chain" and self.propagation is None:
+            for k, stage in enumerate(self.stages[:-1]):
+                if len(stage) > 1:
+                    raise ValueError(f"orchestration.mode chain: stage {k} is a parallel branch; only the last stage may branch")
         if not self.allow_overload:
             for name, rho in self.offered_utilisation().items():
                 if rho >= 10:
@@ -426,7 +444,10 @@ def build_scenario(data: Mapping[str, Any], *, source: str = "<keywords>") -> Sc
     if not isinstance(data, Mapping):
         raise LabError("a scenario must be a mapping of fields", source=source)
     try:
-        return Scenario.model_validate(dict(data))
+        sc = Scenario.model_validate(dict(data))
+        sc.faults.validate_against(sc.services, source=source)
+        sc.resilience.validate_against(sc.services, source=source)
+        return sc
     except ValidationError as exc:
         err = exc.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")

@@ -55,6 +55,8 @@ class ConsumerGroup:
         self.paused = False
         self.resume_event: simpy.Event | None = None
         self.on_commit: Callable[[Message, float], None] | None = None
+        #: returns 0 when the consumers may fetch, else seconds to wait (faults)
+        self.gate: Callable[[], float] | None = None
         self.procs = [env.process(self._consume(i)) for i in range(active)]
 
     @property
@@ -67,6 +69,23 @@ class ConsumerGroup:
     def deliver(self, msg: Message) -> None:
         i = self.consumer_of(msg.partition)
         self.queues[i].append(msg)
+        self.delivered += 1
+        ev = self.wakeups[i]
+        if ev is not None:
+            self.wakeups[i] = None
+            ev.succeed()
+
+    def redeliver(self, msg: Message, *, front: bool = False, duplicate: bool = False) -> None:
+        """Hand an event to its consumer again: a failed event retried (``front``: in
+        place, blocking its partition) or, with ``duplicate``, one processed but not
+        committed before its consumer died (at-least-once)."""
+        if duplicate:
+            msg = Message(msg.topic, msg.partition, msg.offset, msg.key, "redelivery", msg.published_s)
+        i = self.consumer_of(msg.partition)
+        if front:
+            self.queues[i].appendleft(msg)
+        else:
+            self.queues[i].append(msg)
         self.delivered += 1
         ev = self.wakeups[i]
         if ev is not None:
@@ -92,6 +111,11 @@ class ConsumerGroup:
                     self.resume_event = env.event()
                 yield self.resume_event
                 continue
+            if self.gate is not None:
+                wait = self.gate()
+                if wait > 0:
+                    yield env.timeout(wait)
+                    continue
             if not queue:
                 ev = self.wakeups[i] = env.event()
                 yield ev

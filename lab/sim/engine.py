@@ -4,7 +4,9 @@ Styles:
 
 * ``orchestration``: a central orchestrator runs each workflow, calling the services of
   each stage synchronously (a stage with several services is a scatter-gather), holding a
-  workflow slot while it waits; asynchronous jobs are submitted, then polled.
+  workflow slot while it waits; asynchronous jobs are submitted, then polled.  In
+  ``orchestration.mode: chain`` each service calls the next and holds its own worker
+  while it waits, so slowness and failure travel up the chain.
 * ``events``: a choreography over the simulated broker: each service's consumer group
   reacts to the previous stage's events and publishes its own; jobs push their completion.
 * ``hybrid``: the first ``core_steps`` stages are orchestrated (the caller's answer),
@@ -12,6 +14,10 @@ Styles:
 
 For change propagation (``scenario.propagation``) orchestration means subscribers
 polling the source every ``poll_interval_ms`` and events means pushed change events.
+
+Faults (:mod:`lab.faults`, including load-shedding) and resilience policies
+(:mod:`lab.policies`) are the shared, clock-agnostic objects; this module only decides
+what they mean in simulated time.
 
 Common random numbers: every workflow's service times, failure coins and job times are
 drawn at its arrival, in flow order, from per-service streams, so all styles of one seed
@@ -22,10 +28,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 
 import simpy
 
 from ..distributions import Sampler, Uniforms
+from ..faults import BROKER, ORCHESTRATOR, FaultCalendar, fault_calendar
+from ..policies import build_policies
 from ..records import (
     COMPLETED,
     FAILED,
@@ -39,25 +48,29 @@ from ..records import (
     WorkflowRecord,
 )
 from ..rng import Streams
-from ..scenario import Scenario
+from ..scenario import Dist, Scenario
 from ..workload import arrival_times
 from .broker import Broker, Message
 
 log = logging.getLogger(__name__)
 
-OK, ERROR, REFUSED, TIMEOUT = "ok", "error", "refused", "timeout"
+OK, ERROR, REFUSED, TIMEOUT, OPEN, REJECTED, DOWNSTREAM = (
+    "ok", "error", "refused", "timeout", "open", "rejected", "downstream",
+)  # fmt: skip
+INF = math.inf
 
 
 class _Workflow:
-    __slots__ = ("wid", "start", "draws", "failed", "pending", "stage_hits", "response")
+    __slots__ = ("wid", "start", "draws", "failed", "done_services", "stage_hits", "response", "closed")
 
-    def __init__(self, wid: int, start: float, draws: list[tuple[float, bool, float]]):
+    def __init__(self, wid: int, start: float, draws: list[tuple[float, float, float]]):
         self.wid = wid
         self.start = start
         self.draws = draws
         self.failed = False
-        self.pending = 0
-        self.stage_hits: dict[int, int] = {}
+        self.closed = False
+        self.done_services: set[str] = set()
+        self.stage_hits: dict[int, set[str]] = {}
         self.response = NAN
 
 
@@ -65,29 +78,33 @@ class _Job:
     __slots__ = ("done_at", "event")
 
 
+def horizon_of(sc: Scenario) -> float:
+    """How long a run may last: arrivals stop at ``duration_s``, then in-flight work drains."""
+    return sc.duration_s + max(60.0, 0.5 * sc.duration_s)
+
+
 class SimEngine:
     """Runs one style of a scenario in a fresh SimPy environment."""
 
     def __init__(self, scenario: Scenario, style: str, seed: int, recorder: Recorder | None = None):
-        self.sc = scenario
+        self.sc = sc = scenario
         self.style = style
         self.seed = int(seed)
         self.rec = recorder if recorder is not None else Recorder()
         self.env = simpy.Environment()
         self.streams = streams = Streams(self.seed)
-        sc = scenario
         self.names = list(sc.services)
         self.service_time = {n: Sampler(s.service_time, streams.get(f"svc:{n}")) for n, s in sc.services.items()}
         self.retry_time = {n: Sampler(s.service_time, streams.get(f"svc-retry:{n}")) for n, s in sc.services.items()}
-        self.fail_coin = {n: Uniforms(streams.get(f"fail:{n}")) for n, s in sc.services.items()}
+        self.fail_coin = {n: Uniforms(streams.get(f"fail:{n}")) for n in sc.services}
+        self.retry_coin = {n: Uniforms(streams.get(f"fail-retry:{n}")) for n in sc.services}
         self.job_time = {n: Sampler(s.job, streams.get(f"job:{n}")) for n, s in sc.services.items() if s.job is not None}
         self.jitter = Uniforms(streams.get("retry-jitter"))
+        self.poison_coin = Uniforms(streams.get("poison"))
         net = sc.network
         self._net_const = net.latency_ms / 1000.0
-        self._net_jitter = Sampler(_exp(net.jitter_ms), streams.get("network")) if net.jitter_ms > 0 else None
-        self.resources = {
-            n: simpy.Resource(self.env, capacity=s.concurrency) for n, s in sc.services.items()
-        }
+        self._net_jitter = Sampler(Dist(dist="exponential", mean_ms=net.jitter_ms), streams.get("network")) if net.jitter_ms > 0 else None
+        self.resources = {n: simpy.Resource(self.env, capacity=s.concurrency) for n, s in sc.services.items()}
         self.job_workers = {
             n: simpy.Resource(self.env, capacity=s.job_concurrency)
             for n, s in sc.services.items()
@@ -98,14 +115,26 @@ class SimEngine:
             if sc.orchestration.max_in_flight is not None
             else None
         )
+        self.horizon = horizon_of(sc)
+        self.cal: FaultCalendar | None = (
+            None if sc.faults.empty else fault_calendar(sc.faults, self.names, self.horizon, self.seed)
+        )
+        resilience = sc.resilience.with_orchestration_defaults(sc.orchestration)
+        self.pol = build_policies(resilience, self.names)
+        self.ev = resilience.events
         self.broker: Broker | None = None
         self.in_flight = 0
         self.arrivals_done = False
         self.finished = self.env.event()
         self.step_index = {n: i for i, n in enumerate(sc.steps)}
-        self.stage_of = {n: k for k, stage in enumerate(sc.stages) for n in stage}
         self.end_s = sc.duration_s
         self.busy_s = dict.fromkeys(self.names, 0.0)
+        self.requests = dict.fromkeys(self.names, 0)
+        self.executions: dict[tuple[int, str], int] = {}
+        self.seen: dict[str, set[int]] = {}
+        self.failures: dict[tuple[int, str], int] = {}
+        self.producer_buffered = 0
+        self._active: set[str] = set()
 
     # -- small helpers --------------------------------------------------------------
     def hop(self) -> float:
@@ -117,17 +146,48 @@ class SimEngine:
     def _broker_delay(self) -> float:
         return self.hop() + self.sc.broker.latency_ms / 1000.0 + self.hop()
 
-    def _finish(self, wf: _Workflow, status: str, reason: str = "") -> None:
+    def count(self, name: str, by: float = 1.0) -> None:
+        self.rec.count(self.style, name, by)
+
+    def _fails(self, name: str, u: float) -> bool:
+        p = self.sc.services[name].failure_prob
+        if self.cal is not None:
+            q = self.cal.extra_failure_prob(name, self.env.now)
+            if q > 0:
+                p = 1.0 - (1.0 - p) * (1.0 - q)
+        return u < p
+
+    def _slowdown(self, name: str) -> float:
+        return self.cal.latency_multiplier(name, self.env.now) if self.cal is not None else 1.0
+
+    def _blocked_until(self, name: str, peer: str) -> float:
+        """0 when ``name`` can work with ``peer`` now; else when that may change."""
+        cal = self.cal
+        if cal is None:
+            return 0.0
         now = self.env.now
+        if not (cal.is_down(name, now) or cal.partitioned(name, peer, now) or cal.is_down(peer, now)):
+            return 0.0
+        return min(cal.next_change(name, now, "any"), cal.next_change(peer, now, "down"))
+
+    def _finish(self, wf: _Workflow, status: str, reason: str = "") -> None:
+        if wf.closed:
+            return
+        wf.closed = True
+        now = self.env.now
+        self.open_workflows.pop(wf.wid, None)
+        response = wf.response if not math.isnan(wf.response) else (now if status == COMPLETED else NAN)
         self.rec.workflows.append(
-            WorkflowRecord(
-                self.style, wf.wid, wf.start, now if status == COMPLETED else NAN, status, reason,
-                wf.response if not math.isnan(wf.response) else (now if status == COMPLETED else NAN),
-            )
-        )  # fmt: skip
+            WorkflowRecord(self.style, wf.wid, wf.start, now if status == COMPLETED else NAN, status, reason, response)
+        )
         self.in_flight -= 1
         if self.in_flight == 0 and self.arrivals_done and not self.finished.triggered:
             self.finished.succeed()
+
+    def _fail(self, wf: _Workflow, reason: str) -> None:
+        if not wf.failed:
+            wf.failed = True
+            self._finish(wf, FAILED, reason)
 
     # -- the run --------------------------------------------------------------------
     def run(self) -> Recorder:
@@ -140,15 +200,23 @@ class SimEngine:
             self._setup_flow()
         env.process(self._arrivals())
         env.process(self._sampler())
-        cap = sc.duration_s + max(60.0, 0.5 * sc.duration_s)
-        env.run(until=simpy.AnyOf(env, [self.finished, env.timeout(cap)]))
+        env.run(until=simpy.AnyOf(env, [self.finished, env.timeout(self.horizon)]))
         self.end_s = env.now
         for wf in list(self.open_workflows.values()):
-            self.rec.workflows.append(WorkflowRecord(self.style, wf.wid, wf.start, NAN, IN_FLIGHT, "", NAN))
+            self.rec.workflows.append(WorkflowRecord(self.style, wf.wid, wf.start, NAN, IN_FLIGHT, "", wf.response))
         if self.broker is not None:
-            self.rec.count(self.style, "published", self.broker.published)
+            self.count("published", self.broker.published)
+            self.count("left_in_broker", sum(g.lag for g in self.broker.groups.values()))
         for n, b in self.busy_s.items():
-            self.rec.count(self.style, f"busy_s:{n}", b)
+            self.count(f"busy_s:{n}", b)
+        for n, p in self.pol.items():
+            if p.breaker is not None:
+                self.count(f"breaker_rejected:{n}", p.breaker.rejected)
+                self.count("breaker_opened", p.breaker.opened)
+            if p.bulkhead is not None:
+                self.count("bulkhead_rejected", p.bulkhead.rejected)
+            if p.budget is not None:
+                self.count("retries_denied_by_budget", p.budget.denied)
         return self.rec
 
     def _arrivals(self):
@@ -157,15 +225,12 @@ class SimEngine:
         start = self._start_workflow
         order = sc.steps if sc.propagation is None else sc.propagation.subscribers
         samplers = [self.service_time[n] for n in order]
-        coins = [(self.fail_coin[n], sc.services[n].failure_prob) for n in order]
+        coins = [self.fail_coin[n] for n in order]
         jobs = [self.job_time.get(n) for n in order]
         for wid, t in enumerate(arrival_times(sc.workload, sc.duration_s, self.streams)):
             if t > env.now:
                 yield env.timeout(t - env.now)
-            draws = []
-            for s, (coin, p), j in zip(samplers, coins, jobs, strict=True):
-                u = coin()
-                draws.append((s(), u < p, j() if j is not None else 0.0))
+            draws = [(s(), c(), j() if j is not None else 0.0) for s, c, j in zip(samplers, coins, jobs, strict=True)]
             self.in_flight += 1
             start(_Workflow(wid, env.now, draws))
         self.arrivals_done = True
@@ -183,6 +248,9 @@ class SimEngine:
             for n, r in self.resources.items():
                 if n in self._active:
                     series.append(SeriesPoint(style, now, "queue", n, float(len(r.queue) + r.count)))
+                    if self.requests[n]:
+                        series.append(SeriesPoint(style, now, "requests", n, float(self.requests[n])))
+                        self.requests[n] = 0
             if self.broker is not None:
                 for g in self.broker.groups.values():
                     series.append(SeriesPoint(style, now, "lag", g.name, float(g.lag)))
@@ -210,132 +278,236 @@ class SimEngine:
                 else:
                     topics = [f"{p}.done" for p in stages[k - 1]]
                 for name in stages[k]:
-                    self.broker.group(name, topics, sc.consumers_of(name), self._make_handler(name, k))
-            self._start_workflow = self._start_flow
-        else:
-            self._start_workflow = self._start_flow
+                    g = self.broker.group(name, topics, sc.consumers_of(name), self._make_handler(name, k))
+                    self._guard_group(g, name)
+        self._start_workflow = self._start_flow
 
     def _start_flow(self, wf: _Workflow) -> None:
         self.open_workflows[wf.wid] = wf
         if self.n_core > 0:
             self.env.process(self._orchestrate(wf))
         else:
-            self.broker.publish("workflow.requested", wf.wid)
             wf.response = self.env.now
-
-    def _fail(self, wf: _Workflow, reason: str) -> None:
-        if not wf.failed:
-            wf.failed = True
-            del self.open_workflows[wf.wid]
-            self._finish(wf, FAILED, reason)
+            self.env.process(self._publish(wf, "workflow.requested", producer=None))
 
     # -- orchestration ------------------------------------------------------------
     def _orchestrate(self, wf: _Workflow):
         env = self.env
+        cal = self.cal
+        if cal is not None and cal.is_down(ORCHESTRATOR, env.now):
+            self._fail(wf, f"down:{ORCHESTRATOR}")
+            return
         slot = None
         if self.slots is not None:
             slot = self.slots.request()
             yield slot
         stages = self.sc.stages
+        chain = self.sc.orchestration.mode == "chain"
         try:
-            for k in range(self.n_core):
-                stage = stages[k]
-                if len(stage) == 1:
-                    outcome = yield from self._call(wf, stage[0])
-                    if outcome != OK:
-                        self._fail(wf, f"{outcome}:{stage[0]}")
-                        return
-                else:
-                    procs = [env.process(self._call(wf, name)) for name in stage]
-                    yield simpy.AllOf(env, procs)
-                    for name, p in zip(stage, procs, strict=True):
-                        if p.value != OK:
-                            self._fail(wf, f"{p.value}:{name}")
+            if chain:
+                outcome, where = yield from self._chain_call(wf, 0)
+                if outcome != OK:
+                    self._fail(wf, f"{outcome}:{where}")
+                    return
+            else:
+                for k in range(self.n_core):
+                    stage = stages[k]
+                    if len(stage) == 1:
+                        outcome = yield from self._call(wf, stage[0])
+                        if outcome != OK:
+                            self._fail(wf, f"{outcome}:{stage[0]}")
                             return
+                    else:
+                        procs = [env.process(self._call(wf, name)) for name in stage]
+                        yield simpy.AllOf(env, procs)
+                        for name, p in zip(stage, procs, strict=True):
+                            if p.value != OK:
+                                self._fail(wf, f"{p.value}:{name}")
+                                return
         finally:
             if slot is not None:
                 self.slots.release(slot)
         if self.n_core == len(stages):
-            del self.open_workflows[wf.wid]
             self._finish(wf, COMPLETED)
         else:
             wf.response = env.now
-            self.broker.publish("core.done", wf.wid)
+            yield from self._publish(wf, "core.done", producer=ORCHESTRATOR)
 
-    def _request(self, name: str, service_s: float):
-        """One HTTP-like request: hop, queue, serve, hop back.  Returns (outcome, served_at)."""
+    def _wait_if_down(self, name: str, peer: str):
+        """Arriving at ``name``: returns REFUSED at once if it refuses, else waits (hangs)
+        until it answers again; the caller's timeout decides how long anyone waits."""
+        env = self.env
+        cal = self.cal
+        while True:
+            now = env.now
+            partition = cal.partitioned(name, peer, now)
+            mode = cal.down_mode(name, now)
+            if not partition and mode is None:
+                return OK
+            if mode == "refuse" and not partition:
+                return REFUSED
+            nxt = cal.next_change(name, now, "any")
+            if nxt == INF or nxt > self.horizon:
+                yield env.timeout(max(self.horizon - now, 0.0) + 1.0)
+                return TIMEOUT
+            yield env.timeout(max(nxt - now, 1e-9))
+
+    def _request(self, name: str, service_s: float, key: int = -1, serve_extra=None, peer: str = ORCHESTRATOR):
+        """One request: hop, queue, serve, hop back.  Returns (outcome, served_at)."""
         env = self.env
         d = self.hop()
         if d > 0:
             yield env.timeout(d)
+        self.requests[name] += 1
+        if self.cal is not None:
+            gate = yield from self._wait_if_down(name, peer)
+            if gate != OK:
+                if d > 0:
+                    yield env.timeout(self.hop())
+                return gate, env.now
         res = self.resources[name]
         limit = self.sc.services[name].queue_limit
         if limit is not None and len(res.queue) >= limit and res.count >= res.capacity:
             if d > 0:
                 yield env.timeout(self.hop())
             return REFUSED, env.now
+        outcome = OK
         with res.request() as req:
             yield req
-            if service_s > 0:
-                yield env.timeout(service_s)
-            self.busy_s[name] += service_s
+            if self.cal is not None and self.cal.is_down(name, env.now):
+                # the service died while the request waited: the connection is reset
+                outcome = ERROR
+            else:
+                service_s *= self._slowdown(name)
+                if service_s > 0:
+                    yield env.timeout(service_s)
+                self.busy_s[name] += service_s
+                if key >= 0:
+                    k = (key, name)
+                    self.executions[k] = self.executions.get(k, 0) + 1
+                if serve_extra is not None:  # chain mode: call onward while holding this worker
+                    outcome = yield from serve_extra()
         served = env.now
         d = self.hop()
         if d > 0:
             yield env.timeout(d)
-        return OK, served
+        return outcome, served
 
-    def _with_timeout(self, gen):
-        """Run a request with the orchestrator's per-call timeout (the server keeps working)."""
-        timeout_ms = self.sc.orchestration.timeout_ms
-        if timeout_ms is None:
+    def _with_timeout(self, gen, timeout_s: float | None):
+        """Run a request with a per-call timeout (the server keeps working when it fires)."""
+        if timeout_s is None:
             result = yield from gen
             return result
         env = self.env
         proc = env.process(gen)
-        t = env.timeout(timeout_ms / 1000.0)
-        yield proc | t
+        yield proc | env.timeout(timeout_s)
         if proc.triggered:
             return proc.value
         return TIMEOUT, NAN
 
-    def _call(self, wf: _Workflow, name: str):
-        """Call a service with retries; jobs are submitted then polled.  Returns the outcome."""
+    def _call(self, wf: _Workflow, name: str, serve_extra=None):
+        """Call a service with the resilience policies; jobs are submitted then polled.
+
+        Returns the outcome (``ok`` or why it failed)."""
         env = self.env
-        o = self.sc.orchestration
         svc = self.sc.services[name]
+        pol = self.pol[name]
         i = self.step_index[name]
-        service_s, failed, job_s = wf.draws[i]
+        service_s, u, job_s = wf.draws[i]
+        deadline = pol.timeout.start(env.now)
         attempt = 0
         started = env.now
         while True:
             attempt += 1
             if attempt > 1:
                 service_s = self.retry_time[name]()
-                failed = self.fail_coin[name]() < svc.failure_prob
+                u = self.retry_coin[name]()
                 job_s = self.job_time[name]() if svc.job is not None else 0.0
-            outcome, served = yield from self._with_timeout(self._request(name, service_s))
-            if outcome == OK and failed:
-                outcome = ERROR
+            now = env.now
             stale = NAN
-            if outcome == OK and svc.job is not None:
-                outcome, stale = yield from self._poll_job(name, served, job_s)
+            if pol.breaker is not None and not pol.breaker.allow(now):
+                outcome = OPEN
+            elif pol.bulkhead is not None and not pol.bulkhead.try_acquire():
+                outcome = REJECTED
+            else:
+                if pol.budget is not None:
+                    pol.budget.record_request(now)
+                outcome, served = yield from self._with_timeout(
+                    self._request(name, service_s, wf.wid, serve_extra), deadline.call_timeout_s(env.now)
+                )
+                if outcome == OK and self._fails(name, u):
+                    outcome = ERROR
+                    k = (wf.wid, name)
+                    if k in self.executions:  # a failed execution leaves no side effect
+                        self.executions[k] -= 1
+                if outcome == OK and svc.job is not None:
+                    outcome, stale = yield from self._poll_job(name, served, job_s, deadline)
+                if pol.bulkhead is not None:
+                    pol.bulkhead.release()
+                if pol.breaker is not None:
+                    if outcome == OK:
+                        pol.breaker.record_success(env.now)
+                    else:
+                        pol.breaker.record_failure(env.now)
             if outcome == OK:
-                self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, env.now, COMPLETED, attempt, stale))
+                self._record_step(wf, name, started, COMPLETED, attempt, stale)
                 return OK
-            if attempt > o.retries:
-                self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, env.now, FAILED, attempt, NAN))
+            retry = outcome not in (OPEN, DOWNSTREAM) and pol.retry.should_retry(attempt)
+            if retry and pol.budget is not None and not pol.budget.can_retry(env.now):
+                retry = False
+            delay = pol.retry.delay_s(attempt, u=self.jitter()) if retry else 0.0
+            if retry and not deadline.allows_retry(env.now, delay):
+                retry = False
+            if not retry:
+                if pol.fallback is not None and outcome != DOWNSTREAM:
+                    self.count("fallbacks")
+                    self._record_step(wf, name, started, "degraded", attempt, stale)
+                    return OK
+                self._record_step(wf, name, started, FAILED, attempt, NAN, outcome)
                 return outcome
-            yield env.timeout(self._backoff(attempt))
+            if pol.budget is not None:
+                pol.budget.record_retry(env.now)
+            self.count("retries")
+            yield env.timeout(delay)
 
-    def _backoff(self, attempt: int) -> float:
-        o = self.sc.orchestration
-        b = o.backoff_ms / 1000.0 * o.backoff_multiplier ** (attempt - 1)
-        if o.jitter == "full":
-            return self.jitter() * b
-        if o.jitter == "equal":
-            return b / 2 + self.jitter() * b / 2
-        return b
+    def _record_step(self, wf: _Workflow, name: str, started: float, status: str, attempts: int, stale: float, outcome: str = "") -> None:
+        self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, self.env.now, status, attempts, stale))
+        if outcome:
+            self.count(f"step_failed:{outcome}")
+        n = self.executions.pop((wf.wid, name), 0)
+        if n > 1:
+            if self.pol[name].idempotency_keys:
+                self.count("duplicates_absorbed", n - 1)
+            else:
+                self.count("duplicates", n - 1)
+
+    def _chain_call(self, wf: _Workflow, k: int):
+        """Chain mode: stage ``k`` calls stage ``k + 1`` while holding its own worker."""
+        stages = self.sc.stages
+        stage = stages[k]
+        below: dict[str, str] = {}
+
+        def onward():
+            if k + 1 >= self.n_core:
+                return OK
+            outcome, where = yield from self._chain_call(wf, k + 1)
+            below["where"] = where
+            return OK if outcome == OK else DOWNSTREAM
+
+        if len(stage) == 1:
+            name = stage[0]
+            outcome = yield from self._call(wf, name, serve_extra=onward)
+            if outcome == DOWNSTREAM:
+                self.count("failed_downstream_steps")
+                return DOWNSTREAM, below.get("where", name)
+            return outcome, name
+        env = self.env
+        procs = [env.process(self._call(wf, name)) for name in stage]
+        yield simpy.AllOf(env, procs)
+        for name, p in zip(stage, procs, strict=True):
+            if p.value != OK:
+                return p.value, name
+        return OK, stage[-1]
 
     def _start_job(self, name: str, job_s: float, accepted_at: float | None = None) -> _Job:
         """Start a job on the service's job workers; ``job.event`` fires when it is done."""
@@ -347,7 +519,7 @@ class SimEngine:
             job.done_at = start + job_s
             job.event = env.timeout(max(0.0, job.done_at - env.now))
             return job
-        job.done_at = math.inf
+        job.done_at = INF
         job.event = env.event()
 
         def run():
@@ -360,7 +532,7 @@ class SimEngine:
         env.process(run())
         return job
 
-    def _poll_job(self, name: str, accepted_at: float, job_s: float):
+    def _poll_job(self, name: str, accepted_at: float, job_s: float, deadline):
         """Poll the job's status endpoint every poll interval until it reports done."""
         env = self.env
         svc = self.sc.services[name]
@@ -369,77 +541,201 @@ class SimEngine:
         poll_s = svc.poll_time_ms / 1000.0
         polls = self.rec.polls
         while True:
+            if deadline.expired(env.now + interval):
+                return TIMEOUT, NAN
             yield env.timeout(interval)
-            outcome, served = yield from self._with_timeout(self._request(name, poll_s))
-            if outcome != OK:
-                polls.append(PollRecord(self.style, "orchestrator", name, env.now, False))
-                continue
-            finished = job.done_at <= served
+            outcome, served = yield from self._with_timeout(self._request(name, poll_s), deadline.call_timeout_s(env.now))
+            finished = outcome == OK and job.done_at <= served
             polls.append(PollRecord(self.style, "orchestrator", name, env.now, finished))
             if finished:
                 return OK, env.now - job.done_at
 
     # -- events -------------------------------------------------------------------
+    def _publish(self, wf: _Workflow | None, topic: str, producer: str | None, key: int | None = None):
+        """A producer publishes: through the outbox relay, buffered while the broker is
+        unreachable (bounded), or lost with ``acks: 0``."""
+        env = self.env
+        ev = self.ev
+        key = wf.wid if key is None else key
+        if ev.outbox.enabled:
+            yield env.timeout(ev.outbox.relay_delay_ms / 1000.0)
+        cal = self.cal
+        if cal is not None:
+            site = producer or BROKER
+            wait = self._blocked_until(site, BROKER) if producer else (
+                0.0 if not cal.is_down(BROKER, env.now) else cal.next_change(BROKER, env.now, "down")
+            )
+            if wait > 0:
+                if ev.outbox.enabled:
+                    pass  # the outbox table holds it; the relay retries until the broker is back
+                elif ev.acks == 0:
+                    self.count("lost")
+                    return
+                elif self.producer_buffered >= ev.producer_buffer:
+                    if wf is not None:
+                        self._fail(wf, f"refused:{BROKER}")
+                    return
+                self.producer_buffered += 1
+                while True:
+                    yield env.timeout(max(min(wait, self.horizon) - env.now, 1e-9))
+                    wait = self._blocked_until(site, BROKER) if producer else (
+                        0.0 if not cal.is_down(BROKER, env.now) else cal.next_change(BROKER, env.now, "down")
+                    )
+                    if wait == 0 or env.now >= self.horizon:
+                        break
+                self.producer_buffered -= 1
+        self.broker.publish(topic, key)
+
+    def _guard_group(self, g, name: str) -> None:
+        """Consumers stop while their service is down, cut off from the broker, or the
+        broker is down.  Offsets are committed every ``commit_interval_ms``; when the
+        service dies, what it processed since its last commit is delivered again
+        (at-least-once), to be absorbed only by an idempotent consumer."""
+        if self.cal is None:
+            return
+        env = self.env
+        cal = self.cal
+        every = self.sc.broker.commit_interval_ms / 1000.0
+        recent: deque[tuple[Message, float]] = deque()
+        phase = Uniforms(self.streams.get(f"commit-phase:{name}"))() * every
+
+        def gate() -> float:
+            wait = self._blocked_until(name, BROKER)
+            return 0.0 if wait == 0.0 else min(wait, self.horizon) - env.now
+
+        def processed(msg: Message, now: float) -> None:
+            if every > 0:
+                recent.append((msg, now))
+                while recent and recent[0][1] < now - every:
+                    recent.popleft()
+
+        def crashes():
+            for start, _end in cal.down_intervals(name):
+                if start >= self.horizon:
+                    return
+                if start > env.now:
+                    yield env.timeout(start - env.now)
+                last_commit = phase + math.floor((start - phase) / every) * every if every > 0 else start
+                redo = [m for m, t in recent if t > last_commit]
+                recent.clear()
+                if redo:
+                    self.count("redelivered", len(redo))
+                    for msg in reversed(redo):
+                        g.redeliver(msg, front=True, duplicate=True)
+
+        g.gate = gate
+        g.on_commit = processed
+        env.process(crashes())
+
     def _make_handler(self, name: str, k: int):
         env = self.env
         sc = self.sc
         stages = sc.stages
         i = self.step_index[name]
         svc = sc.services[name]
-        prev = len(stages[k - 1]) if k > 0 and k != self.n_core else 1
+        prev_stage = stages[k - 1] if k > 0 and k != self.n_core else None
         last = k == len(stages) - 1
         out_topic = f"{name}.done"
         events = self.rec.events
-        steps = self.rec.steps
         style = self.style
         open_wf = self.open_workflows
-        n_last = len(stages[-1])
+        seen = self.seen.setdefault(name, set())
+        ev = self.ev
+        retention = sc.broker.retention_s
 
         def handler(msg: Message):
-            wf = open_wf.get(msg.key)
-            if wf is None:  # the workflow failed elsewhere; the event is consumed, nothing to do
-                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
+            now = env.now
+            if retention is not None and now - msg.published_s > retention:
+                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, NAN, False))
+                self.count("lost")
+                wf = open_wf.get(msg.key)
+                if wf is not None:
+                    self._fail(wf, f"expired:{name}")
                 return
-            if prev > 1:
-                hits = wf.stage_hits.get(k, 0) + 1
-                wf.stage_hits[k] = hits
-                if hits < prev:  # a join: wait for every branch of the previous stage
-                    events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
+            duplicate = msg.payload == "redelivery"
+            if duplicate and ev.idempotent_consumer and msg.key in seen:
+                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, now, True))
+                self.count("duplicates_absorbed")
+                return
+            wf = open_wf.get(msg.key)
+            if wf is None and not duplicate:  # the workflow failed elsewhere: nothing to do
+                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, now, False))
+                return
+            if prev_stage is not None and len(prev_stage) > 1 and wf is not None:
+                hits = wf.stage_hits.setdefault(k, set())
+                hits.add(msg.topic)
+                if len(hits) < len(prev_stage):  # a join: wait for every branch of the previous stage
+                    events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, now, False))
                     return
-            started = env.now
-            service_s, failed, job_s = wf.draws[i]
+            started = now
+            if wf is not None and not duplicate:
+                service_s, u, job_s = wf.draws[i]
+            else:
+                service_s, u, job_s = self.retry_time[name](), 1.0, 0.0
+            failures = self.failures.get((msg.key, name), 0)
+            if failures:
+                service_s, u = self.retry_time[name](), self.retry_coin[name]()
+            service_s *= self._slowdown(name)
             if service_s > 0:
                 yield env.timeout(service_s)
             self.busy_s[name] += service_s
-            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
-            if failed:
-                steps.append(StepRecord(style, wf.wid, name, started, env.now, FAILED, 1, NAN))
-                self._fail(wf, f"error:{name}")
+            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, duplicate))
+            if duplicate:
+                self.count("duplicates")
+                return
+            seen.add(msg.key)
+            poison = ev.poison_rate > 0 and self.poison_coin() < ev.poison_rate
+            if poison or self._fails(name, u):
+                yield from self._after_failure(wf, name, msg, started)
                 return
             if svc.job is not None:
-                env.process(self._job_then_publish(wf, name, started, job_s, last, n_last, out_topic))
+                env.process(self._job_then_publish(wf, name, started, job_s, last, out_topic))
                 return
-            steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, 1, NAN))
-            self._step_done(wf, last, n_last, out_topic)
+            self.rec.steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, failures + 1, NAN))
+            yield from self._step_done(wf, name, last, out_topic)
 
         return handler
 
-    def _job_then_publish(self, wf: _Workflow, name: str, started: float, job_s: float, last: bool, n_last: int, topic: str):
+    def _after_failure(self, wf: _Workflow, name: str, msg: Message, started: float):
+        env = self.env
+        key = (msg.key, name)
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        where = self.ev.after_failure(n)
+        pol = self.pol[name]
+        if where == "redeliver":  # in place: the partition waits
+            self.count("retries")
+            yield env.timeout(pol.retry.delay_s(n, u=self.jitter()))
+            self.broker.groups[name].redeliver(msg, front=True)
+            return
+        if where == "retry_topic":  # non-blocking: the event comes back later via the retry topic
+            self.count("retries")
+            delay = pol.retry.delay_s(n, u=self.jitter()) + self._broker_delay()
+            t = env.timeout(delay)
+            t.callbacks.append(lambda _e: self.broker.groups[name].redeliver(msg))
+            return
+        self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, env.now, FAILED, n, NAN))
+        if where == "dlq":
+            self.count("dlq")
+            self._fail(wf, f"dlq:{name}")
+        else:
+            self._fail(wf, f"error:{name}")
+
+    def _job_then_publish(self, wf: _Workflow, name: str, started: float, job_s: float, last: bool, topic: str):
         yield self._start_job(name, job_s).event
         # the completion is pushed: awareness lags the job only by the delivery delay
         stale = self._broker_delay() if not last else 0.0
         self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, self.env.now, COMPLETED, 1, stale))
         if not wf.failed:
-            self._step_done(wf, last, n_last, topic)
+            yield from self._step_done(wf, name, last, topic)
 
-    def _step_done(self, wf: _Workflow, last: bool, n_last: int, topic: str) -> None:
+    def _step_done(self, wf: _Workflow, name: str, last: bool, topic: str):
         if last:
-            wf.pending += 1
-            if wf.pending == n_last and not wf.failed:
-                del self.open_workflows[wf.wid]
+            wf.done_services.add(name)
+            if len(wf.done_services) == len(self.sc.stages[-1]) and not wf.failed:
                 self._finish(wf, COMPLETED)
         else:
-            self.broker.publish(topic, wf.wid)
+            yield from self._publish(wf, topic, producer=name)
 
     # -- change propagation -------------------------------------------------------
     def _setup_propagation(self) -> None:
@@ -452,7 +748,8 @@ class SimEngine:
         if self.style == "events":
             self.broker = Broker(self.env, sc.broker.partitions, self._broker_delay)
             for j, name in enumerate(self.subs):
-                self.broker.group(name, ["changes"], sc.consumers_of(name), self._make_apply_handler(name, j))
+                g = self.broker.group(name, ["changes"], sc.consumers_of(name), self._make_apply_handler(name, j))
+                self._guard_group(g, name)
             self._start_workflow = self._start_change_push
         else:  # orchestration and hybrid both poll: the downstream systems pull
             self.last_seen = dict.fromkeys(self.subs, 0)
@@ -465,7 +762,7 @@ class SimEngine:
         self.open_workflows[wf.wid] = wf
         self.changes.append(wf.start)
         wf.response = wf.start
-        self.broker.publish("changes", wf.wid)
+        self.env.process(self._publish(wf, "changes", producer=self.sc.propagation.source))
 
     def _start_change_poll(self, wf: _Workflow) -> None:
         self.open_workflows[wf.wid] = wf
@@ -475,25 +772,36 @@ class SimEngine:
     def _applied(self, wf: _Workflow, name: str, started: float) -> None:
         now = self.env.now
         self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, now, COMPLETED, 1, now - wf.start))
-        wf.pending += 1
-        if wf.pending == len(self.subs):
-            del self.open_workflows[wf.wid]
+        wf.done_services.add(name)
+        if len(wf.done_services) == len(self.subs):
             self._finish(wf, COMPLETED)
 
     def _make_apply_handler(self, name: str, j: int):
         env = self.env
         events = self.rec.events
         style = self.style
+        seen = self.seen.setdefault(name, set())
+        ev = self.ev
 
         def handler(msg: Message):
-            wf = self.open_workflows[msg.key]
+            wf = self.open_workflows.get(msg.key)
+            duplicate = msg.payload == "redelivery"
+            if duplicate and ev.idempotent_consumer:
+                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, True))
+                self.count("duplicates_absorbed")
+                return
             started = env.now
-            service_s = wf.draws[j][0]
+            service_s = (wf.draws[j][0] if wf is not None and not duplicate else self.retry_time[name]()) * self._slowdown(name)
             if service_s > 0:
                 yield env.timeout(service_s)
             self.busy_s[name] += service_s
-            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
-            self._applied(wf, name, started)
+            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, duplicate))
+            if duplicate:
+                self.count("duplicates")
+                return
+            seen.add(msg.key)
+            if wf is not None:
+                self._applied(wf, name, started)
 
         return handler
 
@@ -506,18 +814,24 @@ class SimEngine:
         source_time = self.service_time[source]
         res = self.resources[name]
         j = self.subs.index(name)
+        pol = self.pol[source]
         yield env.timeout(phase_s)
         next_at = env.now
         while True:
             if self.arrivals_done and self.last_seen[name] >= len(self.changes):
                 return
-            outcome, served = yield from self._with_timeout(self._request(source, source_time()))
-            seen = self.last_seen[name]
-            new = [] if outcome != OK else [k for k in range(seen, len(self.changes)) if self.changes[k] <= served]
-            self.rec.polls.append(PollRecord(self.style, name, source, env.now, bool(new)))
-            if new:
-                self.last_seen[name] = new[-1] + 1
-                env.process(self._apply_batch(name, j, new, res))
+            if self.cal is not None and self.cal.is_down(name, env.now):
+                outcome = "self-down"  # the subscriber itself is down: no poll
+            else:
+                outcome, served = yield from self._with_timeout(
+                    self._request(source, source_time(), peer=name), pol.timeout.start(env.now).call_timeout_s(env.now)
+                )
+                seen = self.last_seen[name]
+                new = [] if outcome != OK else [k for k in range(seen, len(self.changes)) if self.changes[k] <= served]
+                self.rec.polls.append(PollRecord(self.style, name, source, env.now, bool(new)))
+                if new:
+                    self.last_seen[name] = new[-1] + 1
+                    env.process(self._apply_batch(name, j, new, res))
             next_at += interval
             if next_at > env.now:
                 yield env.timeout(next_at - env.now)
@@ -527,16 +841,12 @@ class SimEngine:
         with res.request() as req:
             yield req
             for k in ids:
-                wf = self.open_workflows[k]
+                wf = self.open_workflows.get(k)
+                if wf is None:
+                    continue
                 started = env.now
-                service_s = wf.draws[j][0]
+                service_s = wf.draws[j][0] * self._slowdown(name)
                 if service_s > 0:
                     yield env.timeout(service_s)
                 self.busy_s[name] += service_s
                 self._applied(wf, name, started)
-
-
-def _exp(mean_ms: float):
-    from ..scenario import Dist
-
-    return Dist(dist="exponential", mean_ms=mean_ms)
