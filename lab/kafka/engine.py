@@ -40,6 +40,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +120,20 @@ class BrokerRestart:
 Fault = ConsumerOutage | ConsumerCrash | BrokerRestart
 
 
+def options_from_scenario(sc: Scenario) -> KafkaOptions:
+    """Client settings from the scenario's ``resilience.events`` section when it has one
+    (``acks``, ``idempotent_producer``, ``idempotent_consumer``, ``max_poll_records``);
+    otherwise the :class:`KafkaOptions` defaults."""
+    opt = KafkaOptions()
+    events = getattr(getattr(sc, "resilience", None), "events", None)
+    if events is not None:
+        opt.acks = events.acks
+        opt.idempotent_producer = bool(events.idempotent_producer)
+        opt.idempotent_consumer = bool(events.idempotent_consumer)
+        opt.max_poll_records = min(int(events.max_poll_records), 100)
+    return opt
+
+
 def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
     """Map the scenario's ``faults:`` section (if the scenario has one) to Kafka faults:
     an outage of a service pauses its consumers, an outage of ``broker`` restarts the broker,
@@ -150,7 +165,7 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
 class _Workflow:
     __slots__ = ("wid", "start_wall", "draws", "failed", "done", "last_hits")
 
-    def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, bool]]):
+    def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, bool, float]]):
         self.wid = wid
         self.start_wall = start_wall
         self.draws = draws
@@ -223,6 +238,11 @@ class KafkaRun:
         self.paused: dict[str, list[tuple[float, float]]] = {}
         self.errors: list[BaseException] = []
         self.t0 = 0.0
+        self.job_pools = {
+            n: ThreadPoolExecutor(max_workers=svc.job_concurrency or 64, thread_name_prefix=f"job-{n}")
+            for n, svc in scenario.services.items() if svc.job is not None and n in self.stage_of
+        }  # fmt: skip
+        self.max_job_s = max((_dist_high_s(svc.job) for svc in scenario.services.values() if svc.job is not None), default=0.0)
 
     # -- names and clocks -----------------------------------------------------------
     def topic(self, event: str) -> str:
@@ -408,30 +428,49 @@ class KafkaRun:
                 self._processed(service, eid)
                 events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
                 return
-        service_s, failed = wf.draws[service]
+        service_s, failed, job_s = wf.draws[service]
         if service_s > 0:
             time.sleep(service_s * self.scale)
         started, finished = self.now_s(start_wall), self.now_s()
         events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
-        self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, FAILED if failed else COMPLETED, 1, NAN))
         with self.lock:
             self.rec.count(STYLE, f"busy_s:{service}", service_s)
         if failed:
+            self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, FAILED, 1, NAN))
             self.publish(self.topic(DEAD_LETTER), wid, {"wid": wid, "t0": ev["t0"], "pub": time.time(), "from": service})
             with self.lock:
                 self.rec.count(STYLE, "dead_lettered")
             self._finish(wf, FAILED, f"error:{service}")
+        elif job_s > 0:
+            # an asynchronous job: the service accepted it; its workers run it and push the
+            # completion event when done, while the consumer moves on
+            self.job_pools[service].submit(self._job, wf, service, started, job_s, ev["t0"])
         else:
-            out = self.out_topic(service)
-            if out is not None:
-                self.publish(out, wid, {"wid": wid, "t0": ev["t0"], "pub": time.time()})
-            else:
-                with self.lock:
-                    wf.last_hits.add(service)
-                    complete = len(wf.last_hits) == len(self.stages[-1])
-                if complete:
-                    self._finish(wf, COMPLETED)
+            self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, COMPLETED, 1, NAN))
+            self._step_done(wf, service, ev["t0"])
         self._processed(service, eid)
+
+    def _job(self, wf: _Workflow, service: str, started: float, job_s: float, t0: float) -> None:
+        if self.stop.wait(job_s * self.scale):
+            return
+        try:
+            self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, self.now_s(), COMPLETED, 1, NAN))
+            if not wf.failed:
+                self._step_done(wf, service, t0)
+        except Exception as exc:  # noqa: BLE001 - a pool thread: hand the error to the run
+            log.exception("job of %s for workflow %d failed", service, wf.wid)
+            self.errors.append(exc)
+
+    def _step_done(self, wf: _Workflow, service: str, t0: float) -> None:
+        out = self.out_topic(service)
+        if out is not None:
+            self.publish(out, wf.wid, {"wid": wf.wid, "t0": t0, "pub": time.time()})
+            return
+        with self.lock:
+            wf.last_hits.add(service)
+            complete = len(wf.last_hits) == len(self.stages[-1])
+        if complete:
+            self._finish(wf, COMPLETED)
 
     def _processed(self, service: str, eid: tuple[str, int]) -> None:
         with self.lock:
@@ -471,9 +510,7 @@ class KafkaRun:
             draws = {}
             for n in order:
                 s = samplers[n]()
-                if n in jobs:  # an asynchronous job: the service's consumer waits for it (simplification)
-                    s += jobs[n]()
-                draws[n] = (s, coins[n]() < sc.services[n].failure_prob)
+                draws[n] = (s, coins[n]() < sc.services[n].failure_prob, jobs[n]() if n in jobs else 0.0)
             wf = _Workflow(wid, due, draws)
             with self.lock:
                 self.workflows[wid] = wf
@@ -497,7 +534,7 @@ class KafkaRun:
                 self.rec.series.append(SeriesPoint(STYLE, now, "in_flight", "workflows", float(self.open)))
             try:
                 if probe is None:
-                    probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", **self._common())
+                    probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", enable_auto_commit=False, **self._common())
                 committed = self.admin.list_group_offsets(list(groups))
                 tps = [TopicPartition(t, p) for n in self.sc.steps for t in self.in_topics(n) for p in range(self.sc.broker.partitions)]
                 ends = probe.end_offsets(list(set(tps)))
@@ -583,12 +620,14 @@ class KafkaRun:
             for th in fault_threads:
                 th.start()
             arrivals.join()
-            deadline = time.time() + self.opt.drain_timeout_s
+            deadline = time.time() + self.opt.drain_timeout_s + self.max_job_s * self.scale
             while time.time() < deadline and not self._settled() and not self.errors:
                 time.sleep(0.1)
             end_s = self.now_s()
         finally:
             self.stop.set()
+            for pool in self.job_pools.values():
+                pool.shutdown(wait=False, cancel_futures=True)
             for cs in self.consumers.values():
                 for c in cs:
                     if c.thread is not None:
@@ -645,6 +684,17 @@ class KafkaRun:
         }  # fmt: skip
 
 
+def _dist_high_s(d: Any) -> float:
+    """A generous upper bound of a distribution, in seconds (for drain deadlines)."""
+    if d.dist == "uniform":
+        return d.high_ms / 1000.0
+    if d.dist == "deterministic":
+        return d.mean_ms / 1000.0
+    if d.dist == "lognormal" and d.p99_ms is not None:
+        return 2 * d.p99_ms / 1000.0
+    return 7 * d.mean_ms / 1000.0
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40] or "scenario"
 
@@ -678,7 +728,7 @@ def run_kafka(
             raise EngineUnavailable("no Kafka broker: run `lab kafka up`, or pass --bootstrap HOST:PORT "
                                     f"(or set {lab_broker.ENV_BOOTSTRAP})")  # fmt: skip
         addr = lab_broker.start().bootstrap
-    opt = options or KafkaOptions()
+    opt = options or options_from_scenario(scenario)
     for k, v in option_overrides.items():
         if not hasattr(opt, k):
             raise LabError(f"unknown Kafka option {k!r}", source="run_kafka", field=k)
