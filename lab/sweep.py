@@ -296,9 +296,10 @@ def _run_task(task: _Task) -> _Result:
     try:
         summary = _simulate(task.scenario, task.seed)
         rows = []
-        for rec in summary.to_dict("records"):
+        columns = [str(c) for c in summary.columns]
+        for values in summary.to_numpy(dtype=object).tolist():  # (to_dict is ~50x slower)
             row: dict[str, Any] = {}
-            for c, v in rec.items():
+            for c, v in zip(columns, values, strict=True):
                 if c == "seed":
                     continue
                 v = _to_native(v)
