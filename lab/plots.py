@@ -290,17 +290,42 @@ def _timeline_columns(tl: pd.DataFrame) -> tuple[str, str]:
     return tcol, scol
 
 
+STATE_RANK = {"up": 0, "degraded": 1, "down": 2}
+#: the timeline's whole-system rows (failed/completed workflows per bucket)
+SYSTEM_ROW = "*"
+
+
+def _rebin(tl: pd.DataFrame, tcol: str, scol: str, width: float, bucket_s: float) -> tuple[pd.DataFrame, float]:
+    """Coarser buckets: the worst state, the peak queue and lag, the summed counts."""
+    if bucket_s <= width * 1.0001:
+        return tl, width
+    d = tl.copy()
+    d[tcol] = np.floor(d[tcol] / bucket_s + 1e-9) * bucket_s
+    d["_rank"] = d["state"].map(STATE_RANK).fillna(0)
+    keys = [c for c in ("style",) if c in d.columns] + [tcol, scol]
+    agg = {"_rank": "max"}
+    agg.update({c: "max" for c in ("queue", "lag") if c in d.columns})
+    agg.update({c: "sum" for c in ("failures", "failed_workflows", "completed_workflows") if c in d.columns})
+    out = d.groupby(keys, sort=False).agg(agg).reset_index()
+    inverse = {v: k for k, v in STATE_RANK.items()}
+    out["state"] = out.pop("_rank").map(inverse)
+    return out, bucket_s
+
+
 def plot_failure_propagation(timeline: pd.DataFrame, *, ax=None, style: str | None = None, title: str | None = None,
                              bucket_s: float | None = None):
     """Services x time: each service's state per bucket (``up``, ``degraded``, ``down``) as
-    coloured bands, with failed workflows (solid) and backlog (dashed: queue + lag) per style
-    over it on the right axis (``ax.right_ax``).
+    coloured bands, with failed workflows per bucket (solid, right axis ``ax.right_ax``) and
+    the backlog (dashed: queue + consumer lag summed over services, outer right axis
+    ``ax.backlog_ax``) per style over it.
 
-    ``timeline``: long format, one row per (style,) time bucket and service, with columns
-    ``time_s`` (or ``t_s``, the bucket start), ``service`` (or ``name``), ``state`` and,
-    when known, ``queue``, ``lag`` and ``failures`` (failed workflows in the bucket).  This is
+    ``timeline``: long format, one row per (style,) time bucket and service: ``time_s`` (or
+    ``t_s``, the bucket start), ``service`` (or ``name``), ``state`` and, when known,
+    ``queue``, ``lag``, ``failures`` (failed steps).  Rows of service ``*`` carry
+    ``failed_workflows`` for the whole system; without them failed steps are drawn.  This is
     the shape of ``RunResult.timeline`` and of :meth:`lab.faults.FaultCalendar.timeline`.
-    ``style`` keeps one style's overlay; by default every style is drawn."""
+    A service's band shows its worst state over the styles (a broker exists only where
+    events flow).  ``style`` keeps one style; ``bucket_s`` re-buckets more coarsely."""
     from matplotlib.patches import Patch
 
     ax = _axes(ax)
@@ -309,45 +334,65 @@ def plot_failure_propagation(timeline: pd.DataFrame, *, ax=None, style: str | No
     if style is not None and "style" in tl.columns:
         tl = tl[tl["style"] == style]
     times = np.sort(tl[tcol].unique())
-    width = bucket_s or (float(np.min(np.diff(times))) if times.size > 1 else 1.0)
-    services = list(dict.fromkeys(tl[scol]))
-    # the states come from the fault calendar, shared by the styles: draw them once
-    first = tl[tl["style"] == tl["style"].iloc[0]] if "style" in tl.columns and len(tl) else tl
+    width = float(np.min(np.diff(times))) if times.size > 1 else 1.0
+    if bucket_s is not None:
+        tl, width = _rebin(tl, tcol, scol, width, bucket_s)
+        times = np.sort(tl[tcol].unique())
+    system = tl[tl[scol] == SYSTEM_ROW]
+    per_service = tl[tl[scol] != SYSTEM_ROW]
+    services = list(dict.fromkeys(per_service[scol]))
+    worst = (per_service.assign(_rank=per_service["state"].map(STATE_RANK).fillna(0))
+             .groupby([scol, tcol], sort=False)["_rank"].max().reset_index())
+    inverse = {v: k for k, v in STATE_RANK.items()}
     for i, svc in enumerate(services):
-        rows = first[first[scol] == svc]
-        for state, colour in STATE_COLOURS.items():
-            starts = rows.loc[rows["state"] == state, tcol].to_numpy(dtype=float)
+        rows = worst[worst[scol] == svc]
+        for rank, colour in ((r, STATE_COLOURS[s]) for s, r in STATE_RANK.items()):
+            starts = rows.loc[rows["_rank"] == rank, tcol].to_numpy(dtype=float)
             if starts.size:
-                ax.broken_barh([(s, width) for s in starts], (i - 0.4, 0.8), facecolors=colour, edgecolor="none")
+                ax.broken_barh([(s, width) for s in starts], (i - 0.4, 0.8), facecolors=colour, edgecolor="none",
+                               label=f"_{svc}:{inverse[rank]}")
     ax.set_yticks(range(len(services)), services)
     ax.set_ylim(-0.6, len(services) - 0.4)
     ax.invert_yaxis()
     ax.set_xlabel("time (s)")
     ax.set_ylabel("service")
-    ax.set_xlim(float(times.min()) if times.size else 0, float(times.max()) + width if times.size else 1)
+    if times.size:
+        ax.set_xlim(float(times.min()), float(times.max()) + width)
     right = ax.twinx()
-    overlay = [c for c in ("failures", "queue", "lag") if c in tl.columns]
+    outer = ax.twinx()
+    outer.spines["right"].set_position(("axes", 1.1))
     styles = _styles(tl) if "style" in tl.columns else [None]
+    use_system = "failed_workflows" in system.columns and len(system) > 0
+    fail_label = "failed workflows" if use_system else "failed steps"
     for st in styles:
-        g = tl if st is None else tl[tl["style"] == st]
         colour = style_colour(st) if st else "#333333"
         name = st or "all"
-        per_t = g.groupby(tcol)[overlay].sum(min_count=1) if overlay else None
-        if per_t is None:
-            continue
-        mid = per_t.index.to_numpy(dtype=float) + width / 2
-        if "failures" in per_t.columns:
-            right.plot(mid, per_t["failures"], color=colour, lw=1.8, label=f"{name}: failed workflows")
-        backlog_cols = [c for c in ("queue", "lag") if c in per_t.columns]
+        svc_rows = per_service if st is None else per_service[per_service["style"] == st]
+        if use_system:
+            sys_rows = system if st is None else system[system["style"] == st]
+            fails = sys_rows.groupby(tcol)["failed_workflows"].sum()
+        elif "failures" in svc_rows.columns:
+            fails = svc_rows.groupby(tcol)["failures"].sum()
+        else:
+            fails = None
+        if fails is not None:
+            right.plot(fails.index.to_numpy(dtype=float) + width / 2, fails.to_numpy(), color=colour, lw=1.8,
+                       label=f"{name}: {fail_label}")
+        backlog_cols = [c for c in ("queue", "lag") if c in svc_rows.columns]
         if backlog_cols:
-            right.plot(mid, per_t[backlog_cols].sum(axis=1, min_count=1), color=colour, lw=1.2, ls="--",
-                       label=f"{name}: backlog (queue + lag)")
-    right.set_ylabel(f"failed workflows / backlog (per {width:g} s bucket)")
+            backlog = svc_rows.groupby(tcol)[backlog_cols].sum().sum(axis=1)
+            outer.plot(backlog.index.to_numpy(dtype=float) + width / 2, backlog.to_numpy(), color=colour, lw=1.2,
+                       ls="--", label=f"{name}: backlog (queue + lag)")
+    right.set_ylabel(f"{fail_label} per {width:g} s (solid)")
+    outer.set_ylabel("backlog: queued + unconsumed (dashed)")
     right.set_ylim(bottom=0)
+    outer.set_ylim(bottom=0)
     handles = [Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items()]
     h2, _ = right.get_legend_handles_labels()
-    right.legend(handles + h2, [h.get_label() for h in handles + h2], fontsize=7, loc="upper right")
+    h3, _ = outer.get_legend_handles_labels()
+    outer.legend(handles + h2 + h3, [h.get_label() for h in handles + h2 + h3], fontsize=7, loc="upper right")
     ax.right_ax = right
+    ax.backlog_ax = outer
     if title:
         ax.set_title(title)
     return ax

@@ -153,17 +153,37 @@ def _timeline():
 def test_failure_propagation_picture():
     ax = plots.plot_failure_propagation(_timeline(), ax=_ax())
     assert [t.get_text() for t in ax.get_yticklabels()] == ["fraud", "payment", "ledger"]
-    # state bands: one BrokenBarHCollection per (service, state present)
+    # state bands: one collection per (service, state present)
     faces = {to_hex(c.get_facecolor()[0]) for c in ax.collections}
     assert faces == {to_hex(plots.STATE_COLOURS[s]) for s in ("up", "down", "degraded")}
-    right = ax.right_ax
-    labels = _labels(right)
-    assert "orchestration: failed workflows" in labels and "events: backlog (queue + lag)" in labels
-    fails = next(ln for ln in right.get_lines() if ln.get_label() == "orchestration: failed workflows")
+    right, outer = ax.right_ax, ax.backlog_ax
+    assert "orchestration: failed steps" in _labels(right)  # no "*" rows: failed steps are drawn
+    assert "events: backlog (queue + lag)" in _labels(outer)
+    fails = next(ln for ln in right.get_lines() if ln.get_label() == "orchestration: failed steps")
     assert float(np.sum(fails.get_ydata())) == 10.0  # reconciles with the table
-    backlog = next(ln for ln in right.get_lines() if ln.get_label() == "events: backlog (queue + lag)")
+    backlog = next(ln for ln in outer.get_lines() if ln.get_label() == "events: backlog (queue + lag)")
     assert max(backlog.get_ydata()) == 3 + 8  # three queues of 1 plus the lag at payment
     assert ax.get_xlabel() == "time (s)"
+
+
+def test_failure_propagation_uses_system_rows_and_rebuckets():
+    tl = _timeline()
+    system = [{"style": s, "time_s": float(t), "service": "*", "state": "up", "queue": 0.0, "lag": 0.0, "failures": 0,
+               "failed_workflows": 4 if (s == "orchestration" and 20 <= t < 40) else 0, "completed_workflows": 10}
+              for s in ("orchestration", "events") for t in range(0, 60, 10)]
+    # a broker exists only under events; it is down for one bucket
+    broker = [{"style": "events", "time_s": float(t), "service": "broker", "state": "down" if t == 50 else "up",
+               "queue": 0.0, "lag": 0.0, "failures": 0} for t in range(0, 60, 10)]
+    full = pd.concat([tl, pd.DataFrame(system), pd.DataFrame(broker)], ignore_index=True)
+    ax = plots.plot_failure_propagation(full, ax=_ax())
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["fraud", "payment", "ledger", "broker"]  # no "*"
+    fails = next(ln for ln in ax.right_ax.get_lines() if ln.get_label() == "orchestration: failed workflows")
+    assert float(np.sum(fails.get_ydata())) == 8.0
+    coarse = plots.plot_failure_propagation(full, ax=_ax(), bucket_s=30)
+    fails = next(ln for ln in coarse.right_ax.get_lines() if ln.get_label() == "orchestration: failed workflows")
+    assert list(fails.get_ydata()) == [4.0, 4.0]  # 20-30 s in the first 30 s bucket, 30-40 s in the second
+    down = [c for c in coarse.collections if to_hex(c.get_facecolor()[0]) == to_hex(plots.STATE_COLOURS["down"])]
+    assert sum(len(c.get_paths()) for c in down) == 3  # payment in both buckets, broker in the second
 
 
 def test_failure_propagation_accepts_fault_calendar_timeline():
