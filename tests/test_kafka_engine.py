@@ -155,3 +155,32 @@ def test_consumer_outage_builds_lag_then_drains(bootstrap):
     inv = res.records.set_index("workflow_id")
     late = inv[(inv.started_s > 2.2) & (inv.started_s < 4.5)]
     assert (late.finished_s >= 5.0 - 0.05).all()  # nothing got through invoice while it was paused
+
+
+def test_failed_events_retry_topic_then_dead_letter_match_theory(bootstrap):
+    # each attempt fails with p = 0.5; one redelivery via the retry topic, then the DLQ:
+    # a workflow fails with probability p^2 = 0.25, and about n * p events are retried
+    sc = _scenario(
+        duration_s=8.0,
+        services={
+            "order": {"service_time": 10, "concurrency": 2},
+            "stock": {"service_time": 10, "failure_prob": 0.5},
+            "invoice": {"service_time": 5},
+            "notify": {"service_time": 5},
+        },
+        resilience={"events": {"retry_topic": True, "max_redeliveries": 1, "dlq": True}, "retry": {"backoff_ms": 50}},
+    )
+    res = run_kafka(sc, seed=9, bootstrap=bootstrap, time_scale=SCALE)
+    n = _n_arrivals(sc, 9)
+    row = res.summary.iloc[0]
+    assert row["lost"] == 0 and row["started"] == n
+    assert row["completed"] + row["failed"] == n
+    sd = (n * 0.25 * 0.75) ** 0.5
+    assert abs(row["failed"] - 0.25 * n) < 4 * sd
+    assert res.meta["dlq"] == row["failed"]
+    assert set(res.records.reason[res.records.status == "failed"]) == {"dlq:stock"}
+    assert abs(res.meta["retries"] - 0.5 * n) < 4 * (n * 0.25) ** 0.5
+    # the retry topic is read by the failing service's group only
+    assert res.meta["groups"]["stock"]["produced"] == n + res.meta["retries"]
+    assert res.meta["groups"]["invoice"]["produced"] == n  # the parallel branch never saw the retries
+    assert res.meta["groups"]["notify"]["produced"] == (n - row["failed"]) + n  # the join: stock's successes + invoice

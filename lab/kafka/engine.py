@@ -150,6 +150,11 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
             out.append(BrokerRestart(at_s=o.start_s, down_s=o.duration_s))
         else:
             out.append(ConsumerOutage(o.service, o.start_s, o.duration_s))
+    for pt in getattr(faults, "partitions", []):
+        if pt.peer == "broker":  # cut off from the broker: its consumers get nothing
+            out.append(ConsumerOutage(pt.service, pt.start_s, pt.duration_s))
+    if getattr(faults, "load_shedding", None) is not None:
+        log.warning("the Kafka engine does not play load-shedding yet; ignoring faults.load_shedding")
     per_service: dict[str, int] = {}
     for c in getattr(faults, "crashes", []):
         i = per_service.get(c.service, 0)
@@ -165,7 +170,7 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
 class _Workflow:
     __slots__ = ("wid", "start_wall", "draws", "failed", "done", "last_hits")
 
-    def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, bool, float]]):
+    def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, float, float]]):
         self.wid = wid
         self.start_wall = start_wall
         self.draws = draws
@@ -238,11 +243,42 @@ class KafkaRun:
         self.paused: dict[str, list[tuple[float, float]]] = {}
         self.errors: list[BaseException] = []
         self.t0 = 0.0
+        self._setup_policies()
         self.job_pools = {
             n: ThreadPoolExecutor(max_workers=svc.job_concurrency or 64, thread_name_prefix=f"job-{n}")
             for n, svc in scenario.services.items() if svc.job is not None and n in self.stage_of
         }  # fmt: skip
         self.max_job_s = max((_dist_high_s(svc.job) for svc in scenario.services.values() if svc.job is not None), default=0.0)
+
+    def _setup_policies(self) -> None:
+        from ..faults import fault_calendar
+        from ..policies import EventsConfig, build_policies
+
+        sc = self.sc
+        resilience = getattr(sc, "resilience", None)
+        if resilience is not None and hasattr(resilience, "with_orchestration_defaults"):
+            resilience = resilience.with_orchestration_defaults(sc.orchestration)
+        self.events_cfg = getattr(resilience, "events", None) or EventsConfig()
+        self.policies = build_policies(resilience, list(sc.services))
+        faults = getattr(sc, "faults", None)
+        self.cal = None
+        if faults is not None and (faults.latency_spikes or faults.error_bursts):
+            self.cal = fault_calendar(faults, list(sc.services), sc.duration_s, self.seed)
+        streams = Streams(self.seed)
+        retry_time = {n: Sampler(s.service_time, streams.get(f"svc-retry:{n}")) for n, s in sc.services.items()}
+        retry_coin = {n: Uniforms(streams.get(f"fail-retry:{n}")) for n in sc.services}
+        jitter = Uniforms(streams.get("retry-jitter"))
+        # samplers are not thread-safe: consumers draw under the lock
+        self.retry_time = {n: self._locked(f) for n, f in retry_time.items()}
+        self.retry_coin = {n: self._locked(f) for n, f in retry_coin.items()}
+        self.jitter = self._locked(jitter)
+
+    def _locked(self, draw):
+        def locked() -> float:
+            with self.lock:
+                return draw()
+
+        return locked
 
     # -- names and clocks -----------------------------------------------------------
     def topic(self, event: str) -> str:
@@ -253,9 +289,10 @@ class KafkaRun:
 
     def in_topics(self, service: str) -> list[str]:
         k = self.stage_of[service]
-        if k == 0:
-            return [self.topic(REQUESTED)]
-        return [self.topic(f"{s}.done") for s in self.stages[k - 1]]
+        topics = [self.topic(REQUESTED)] if k == 0 else [self.topic(f"{s}.done") for s in self.stages[k - 1]]
+        if self.events_cfg.retry_topic:
+            topics.append(self.topic(f"{service}.retry"))
+        return topics
 
     def out_topic(self, service: str) -> str | None:
         k = self.stage_of[service]
@@ -277,6 +314,8 @@ class KafkaRun:
 
         names = [self.topic(REQUESTED), self.topic(DEAD_LETTER)]
         names += [t for n in self.sc.steps if (t := self.out_topic(n)) is not None]
+        if self.events_cfg.retry_topic:
+            names += [self.topic(f"{n}.retry") for n in self.sc.steps]
         self.admin = KafkaAdminClient(client_id=f"{self.prefix}.admin", **self._common())
         spec = {t: {"num_partitions": self.sc.broker.partitions, "replication_factor": 1} for t in names}
         self.admin.create_topics(spec, timeout_ms=30000, wait_for_metadata=True)
@@ -419,7 +458,7 @@ class KafkaRun:
             self._processed(service, eid)
             events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
             return
-        if prev > 1:
+        if prev > 1 and not topic_event.endswith(".retry"):
             with self.lock:
                 hits = self.join_hits.setdefault((service, wid), set())
                 hits.add(topic_event)
@@ -428,33 +467,86 @@ class KafkaRun:
                 self._processed(service, eid)
                 events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
                 return
-        service_s, failed, job_s = wf.draws[service]
-        if service_s > 0:
-            time.sleep(service_s * self.scale)
-        started, finished = self.now_s(start_wall), self.now_s()
-        events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
-        with self.lock:
-            self.rec.count(STYLE, f"busy_s:{service}", service_s)
-        if failed:
-            self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, FAILED, 1, NAN))
-            self.publish(self.topic(DEAD_LETTER), wid, {"wid": wid, "t0": ev["t0"], "pub": time.time(), "from": service})
+        retry = topic_event.endswith(".retry")
+        attempt = int(ev.get("attempt", 0))
+        if retry or attempt:
+            service_s, u, job_s = self.retry_time[service](), self.retry_coin[service](), wf.draws[service][2]
+        else:
+            service_s, u, job_s = wf.draws[service]
+        while True:
+            attempt_wall = time.time()
+            work_s = service_s * self._slowdown(service)
+            if work_s > 0:
+                time.sleep(work_s * self.scale)
+            started, finished = self.now_s(attempt_wall), self.now_s()
             with self.lock:
-                self.rec.count(STYLE, "dead_lettered")
-            self._finish(wf, FAILED, f"error:{service}")
-        elif job_s > 0:
+                self.rec.count(STYLE, f"busy_s:{service}", work_s)
+            if not self._fails(service, u):
+                break
+            where = self._after_failure(wf, service, attempt + 1, started, finished, ev)
+            if where != "redeliver":
+                events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
+                self._processed(service, eid)
+                return
+            attempt += 1  # in place: this partition waits for the retry
+            service_s, u = self.retry_time[service](), self.retry_coin[service]()
+        events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
+        if job_s > 0:
             # an asynchronous job: the service accepted it; its workers run it and push the
             # completion event when done, while the consumer moves on
-            self.job_pools[service].submit(self._job, wf, service, started, job_s, ev["t0"])
+            self.job_pools[service].submit(self._job, wf, service, self.now_s(start_wall), job_s, ev["t0"], attempt + 1)
         else:
-            self.rec.steps.append(StepRecord(STYLE, wid, service, started, finished, COMPLETED, 1, NAN))
+            self.rec.steps.append(StepRecord(STYLE, wid, service, self.now_s(start_wall), finished, COMPLETED, attempt + 1, NAN))
             self._step_done(wf, service, ev["t0"])
         self._processed(service, eid)
 
-    def _job(self, wf: _Workflow, service: str, started: float, job_s: float, t0: float) -> None:
+    def _fails(self, service: str, u: float) -> bool:
+        p = self.sc.services[service].failure_prob
+        q = self.cal.extra_failure_prob(service, self.now_s()) if self.cal is not None else 0.0
+        if q > 0:
+            p = 1.0 - (1.0 - p) * (1.0 - q)
+        return u < p
+
+    def _slowdown(self, service: str) -> float:
+        return self.cal.latency_multiplier(service, self.now_s()) if self.cal is not None else 1.0
+
+    def _after_failure(self, wf: _Workflow, service: str, n: int, started: float, finished: float, ev: dict) -> str:
+        """Where a failed event goes (``resilience.events``): again in place, via the retry
+        topic after a backoff, to the dead-letter topic, or dropped (the workflow fails)."""
+        where = self.events_cfg.after_failure(n)
+        delay_s = self.policies[service].retry.delay_s(n, u=self.jitter())
+        if where == "redeliver":
+            with self.lock:
+                self.rec.count(STYLE, "retries")
+            time.sleep(delay_s * self.scale)
+            return where
+        if where == "retry_topic":
+            with self.lock:
+                self.rec.count(STYLE, "retries")
+            value = {"wid": wf.wid, "t0": ev["t0"], "attempt": n}
+            timer = threading.Timer(delay_s * self.scale, self._publish_retry, args=(service, wf.wid, value))
+            timer.daemon = True
+            timer.start()
+            return where
+        self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, finished, FAILED, n, NAN))
+        if where == "dlq":
+            self.publish(self.topic(DEAD_LETTER), wf.wid, {"wid": wf.wid, "t0": ev["t0"], "pub": time.time(), "from": service})
+            with self.lock:
+                self.rec.count(STYLE, "dlq")
+            self._finish(wf, FAILED, f"dlq:{service}")
+        else:
+            self._finish(wf, FAILED, f"error:{service}")
+        return where
+
+    def _publish_retry(self, service: str, wid: int, value: dict) -> None:
+        if not self.stop.is_set():
+            self.publish(self.topic(f"{service}.retry"), wid, {**value, "pub": time.time()})
+
+    def _job(self, wf: _Workflow, service: str, started: float, job_s: float, t0: float, attempts: int = 1) -> None:
         if self.stop.wait(job_s * self.scale):
             return
         try:
-            self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, self.now_s(), COMPLETED, 1, NAN))
+            self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, self.now_s(), COMPLETED, attempts, NAN))
             if not wf.failed:
                 self._step_done(wf, service, t0)
         except Exception as exc:  # noqa: BLE001 - a pool thread: hand the error to the run
@@ -510,7 +602,7 @@ class KafkaRun:
             draws = {}
             for n in order:
                 s = samplers[n]()
-                draws[n] = (s, coins[n]() < sc.services[n].failure_prob, jobs[n]() if n in jobs else 0.0)
+                draws[n] = (s, coins[n](), jobs[n]() if n in jobs else 0.0)
             wf = _Workflow(wid, due, draws)
             with self.lock:
                 self.workflows[wid] = wf
@@ -680,7 +772,7 @@ class KafkaRun:
             "bootstrap": self.bootstrap, "topic_prefix": self.prefix, "time_scale": self.scale, "groups": per_group,
             "lost": lost, "duplicates": int(c.get((STYLE, "duplicates"), 0)),
             "duplicates_absorbed": int(c.get((STYLE, "duplicates_absorbed"), 0)),
-            "dead_lettered": int(c.get((STYLE, "dead_lettered"), 0)), "end_s": end_s,
+            "dlq": int(c.get((STYLE, "dlq"), 0)), "retries": int(c.get((STYLE, "retries"), 0)), "end_s": end_s,
         }  # fmt: skip
 
 
