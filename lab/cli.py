@@ -75,8 +75,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     sc = load_scenario(args.scenario, **parse_set(args.set or []))
     options = {}
-    if args.engine == "kafka" and args.bootstrap:
-        options["bootstrap"] = args.bootstrap
+    if args.engine == "kafka":  # --- kafka engine flags (added by lab.kafka.command) ---
+        from .kafka.command import run_options as kafka_run_options
+
+        options.update(kafka_run_options(args))
     if args.engine == "http":  # --- http engine flags (added by lab.http.command) ---
         from .http.command import run_options
 

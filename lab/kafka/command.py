@@ -12,7 +12,32 @@ import argparse
 from . import broker
 
 
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def run_options(args: argparse.Namespace) -> dict:
+    """Keyword options of ``run_kafka`` from ``lab run --engine kafka`` flags."""
+    out: dict = {"time_scale": getattr(args, "time_scale", 1.0)}
+    if getattr(args, "compress", None) is not None:
+        out["compress"] = args.compress
+    if getattr(args, "bootstrap", None):
+        out["bootstrap"] = args.bootstrap
+    return out
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    run_parser = subparsers.choices.get("run")
+    if run_parser is not None:
+        g = run_parser.add_argument_group("kafka engine")
+        g.add_argument("--time-scale", type=_positive, default=1.0,
+                       help="wall seconds per scenario second, service times included (default 1)")  # fmt: skip
     p = subparsers.add_parser(
         "kafka",
         help="start, inspect or stop the lab's single-node Kafka broker (KRaft, no Docker)",

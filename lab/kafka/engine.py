@@ -21,8 +21,11 @@ kafka-python:
   consumer (a processed-event store per service) absorbs them;
 * consumer lag over time comes from the broker: end offsets minus committed offsets.
 
-Times in the records are scenario seconds: wall seconds divided by ``time_scale`` (a
-``time_scale`` of 0.1 plays a 60 s scenario in 6 s, service times shrunk alike).
+Clocks: ``compress`` (as in the HTTP engine) divides the scenario's calendar - duration,
+warm-up, faults, bursts - keeping the rate per second and the service times, so latencies stay
+comparable with the simulation; records are then in wall seconds.  ``time_scale`` instead
+plays everything, service times included, at ``time_scale`` wall seconds per second (0.1 plays
+a 60 s scenario in 6 s) and records in the scenario's seconds.
 
 Faults (:class:`ConsumerOutage`, :class:`ConsumerCrash`, :class:`BrokerRestart`, or the
 scenario's ``faults:`` section when it has one): an outage pauses a service's consumers
@@ -206,19 +209,24 @@ class KafkaRun:
         seed: int,
         bootstrap: str,
         time_scale: float = 1.0,
+        compress: float = 1.0,
         options: KafkaOptions | None = None,
         faults: list[Fault] | None = None,
     ):
-        if time_scale <= 0:
-            raise LabError("time_scale must be > 0", source="--time-scale")
+        if not time_scale > 0:
+            raise LabError("must be > 0", source="--time-scale", field=str(time_scale))
+        if not compress > 0:
+            raise LabError("must be > 0", source="--compress", field=str(compress))
         if scenario.propagation is not None:
             raise LabError("the Kafka engine runs flows; change propagation is not supported yet", source=scenario.name, field="propagation")
         self.sc = scenario
         self.seed = int(seed)
         self.bootstrap = bootstrap
         self.scale = float(time_scale)
+        self.compress = float(compress)
+        self.horizon = scenario.duration_s / self.compress  # the run's length in engine seconds
         self.opt = options or KafkaOptions()
-        self.faults = list(faults or [])
+        self.faults = [_compressed(f, self.compress) for f in faults or []]
         for f in self.faults:
             if not isinstance(f, BrokerRestart) and f.service not in scenario.services:
                 raise LabError(f"unknown service {f.service!r}", source="faults", field="service")
@@ -502,13 +510,13 @@ class KafkaRun:
 
     def _fails(self, service: str, u: float) -> bool:
         p = self.sc.services[service].failure_prob
-        q = self.cal.extra_failure_prob(service, self.now_s()) if self.cal is not None else 0.0
+        q = self.cal.extra_failure_prob(service, self.now_s() * self.compress) if self.cal is not None else 0.0
         if q > 0:
             p = 1.0 - (1.0 - p) * (1.0 - q)
         return u < p
 
     def _slowdown(self, service: str) -> float:
-        return self.cal.latency_multiplier(service, self.now_s()) if self.cal is not None else 1.0
+        return self.cal.latency_multiplier(service, self.now_s() * self.compress) if self.cal is not None else 1.0
 
     def _after_failure(self, wf: _Workflow, service: str, n: int, started: float, finished: float, ev: dict) -> str:
         """Where a failed event goes (``resilience.events``): again in place, via the retry
@@ -592,7 +600,7 @@ class KafkaRun:
         coins = {n: Uniforms(streams.get(f"fail:{n}")) for n in order}
         topic = self.topic(REQUESTED)
         wid = 0
-        for t in arrival_times(sc.workload, sc.duration_s, streams):
+        for t in arrival_times(_wall_workload(sc.workload, self.compress), self.horizon, streams):
             if self.stop.is_set():
                 break
             due = self.wall_of(t)
@@ -617,7 +625,8 @@ class KafkaRun:
     def _monitor(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        every = (self.sc.series_interval_s or max(0.5, self.sc.duration_s / 100.0)) * self.scale
+        interval = self.sc.series_interval_s / self.compress if self.sc.series_interval_s else max(0.5, self.horizon / 100.0)
+        every = interval * self.scale
         probe = None
         groups = {self.group(n): n for n in self.sc.steps}
         while not self.stop.wait(every):
@@ -769,7 +778,7 @@ class KafkaRun:
                 self.rec.workflows.append(WorkflowRecord(STYLE, wf.wid, self.now_s(wf.start_wall), NAN, IN_FLIGHT, "", NAN))
         c = self.rec.counters
         return {
-            "bootstrap": self.bootstrap, "topic_prefix": self.prefix, "time_scale": self.scale, "groups": per_group,
+            "bootstrap": self.bootstrap, "topic_prefix": self.prefix, "time_scale": self.scale, "compress": self.compress, "groups": per_group,
             "lost": lost, "duplicates": int(c.get((STYLE, "duplicates"), 0)),
             "duplicates_absorbed": int(c.get((STYLE, "duplicates_absorbed"), 0)),
             "dlq": int(c.get((STYLE, "dlq"), 0)), "retries": int(c.get((STYLE, "retries"), 0)), "end_s": end_s,
@@ -787,6 +796,28 @@ def _dist_high_s(d: Any) -> float:
     return 7 * d.mean_ms / 1000.0
 
 
+def _compressed(f: Fault, compress: float) -> Fault:
+    """A fault with its times in engine seconds (scenario seconds / ``compress``)."""
+    if compress == 1.0:
+        return f
+    if isinstance(f, ConsumerOutage):
+        return ConsumerOutage(f.service, f.start_s / compress, f.duration_s / compress)
+    if isinstance(f, ConsumerCrash):
+        after = None if f.restart_after_s is None else f.restart_after_s / compress
+        return ConsumerCrash(f.service, f.at_s / compress, f.consumers, after)
+    return BrokerRestart(f.at_s / compress, f.down_s / compress)
+
+
+def _wall_workload(w: Any, compress: float) -> Any:
+    """The workload on the engine's clock: same rate per second, calendar shape compressed
+    (as the HTTP engine does, so the two real engines compare)."""
+    if compress == 1.0:
+        return w
+    from ..http.engine import wall_workload
+
+    return wall_workload(w, compress)
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40] or "scenario"
 
@@ -797,6 +828,7 @@ def run_kafka(
     seed: int | None = None,
     bootstrap: str | None = None,
     time_scale: float = 1.0,
+    compress: float = 1.0,
     options: KafkaOptions | None = None,
     faults: list[Fault] | None = None,
     start_broker: bool = False,
@@ -806,6 +838,7 @@ def run_kafka(
 
     ``bootstrap``: ``HOST:PORT`` of a cluster; default ``$KAFKA_BOOTSTRAP_SERVERS`` or the
     lab's running broker (``lab kafka up``), which ``start_broker=True`` starts if needed.
+    ``compress`` / ``time_scale``: see the module's notes on clocks.
     ``faults`` add to the scenario's own ``faults:`` section.  ``option_overrides`` set
     :class:`KafkaOptions` fields (``acks="1"``, ``idempotent_consumer=False``...).
     """
@@ -826,9 +859,13 @@ def run_kafka(
             raise LabError(f"unknown Kafka option {k!r}", source="run_kafka", field=k)
         setattr(opt, k, v)
     all_faults = faults_from_scenario(scenario, seed) + list(faults or [])
-    run = KafkaRun(scenario, seed=seed, bootstrap=addr, time_scale=time_scale, options=opt, faults=all_faults)
+    run = KafkaRun(scenario, seed=seed, bootstrap=addr, time_scale=time_scale, compress=compress, options=opt, faults=all_faults)
     rec, end_s, meta = run.run()
-    result = RunResult.from_recorder(scenario, rec, engine="kafka", seed=seed, styles=[STYLE], end_s={STYLE: end_s})
+    # summaries on the engine's clock: duration and warm-up divided by ``compress``
+    clock = scenario if compress == 1.0 else scenario.replace(duration_s=scenario.duration_s / compress, warmup_s=scenario.warmup_s / compress)
+    result = RunResult.from_recorder(clock, rec, engine="kafka", seed=seed, styles=[STYLE], end_s={STYLE: end_s})
+    result.scenario = scenario
     result.meta.update(meta)
+    result.meta["compress"] = compress
     return result
 
