@@ -510,17 +510,6 @@ def sweep(
     n_failed = 0
     t0 = time.perf_counter()
     try:
-        # points that did not validate: their runs are recorded at once
-        for pid, err in enumerate(plan.point_errors):
-            if err is None:
-                continue
-            for r in range(plan.replications):
-                key = plan.keys[pid][r]
-                if key in done:
-                    continue
-                emit(_rows_of(plan, plan.run_id(pid, r), key, [], err))
-                n_failed += 1
-                bar.update(1)
         for res in results:
             if res.error is not None:
                 n_failed += 1
@@ -529,6 +518,17 @@ def sweep(
             bar.update(1)
             if n_failed:
                 bar.set_postfix(failed=n_failed, refresh=False)
+        # points that did not validate: recorded after the runs, so that the first part
+        # written (which fixes the stored columns) has the engine's extra summary columns
+        for pid, err in enumerate(plan.point_errors):
+            if err is None:
+                continue
+            for r in range(plan.replications):
+                key = plan.keys[pid][r]
+                if key not in done:
+                    emit(_rows_of(plan, plan.run_id(pid, r), key, [], err))
+                    n_failed += 1
+                    bar.update(1)
         if store is not None:
             store.close()
             if compact:

@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .errors import LabError
@@ -62,6 +61,7 @@ class SweepStore:
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self._buffer: list[dict[str, Any]] = []
+        self._warned = False
         self._last_flush = time.monotonic()
         if self.path.exists() and not self.path.is_dir():
             raise LabError("exists and is not a sweep directory; choose another --out", source=str(self.path))
@@ -82,6 +82,8 @@ class SweepStore:
         """Keys of the runs already stored (reads only the ``key`` column)."""
         if not _parts(self.path):
             return set()
+        import pyarrow.dataset as ds  # (lazy: it costs a quarter second at import)
+
         table = ds.dataset([str(p) for p in _parts(self.path)], format="parquet").to_table(columns=["key"])
         return set(table.column("key").to_pylist())
 
@@ -95,6 +97,10 @@ class SweepStore:
             return
         if self.schema is None:
             self.schema = self._make_schema(self._buffer)
+        extra = {c for row in self._buffer for c in row} - set(self.schema.names)
+        if extra and not self._warned:
+            log.warning("columns not in the stored schema are dropped: %s", ", ".join(sorted(extra)))
+            self._warned = True
         table = pa.Table.from_pylist(self._buffer, schema=self.schema)
         name = f"part-{self._seq:06d}-{secrets.token_hex(4)}.parquet"
         tmp = self.path / f".{name}.tmp"
@@ -117,6 +123,8 @@ class SweepStore:
             return
         if sum(pq.ParquetFile(p).metadata.num_rows for p in parts) > max_rows:
             return
+        import pyarrow.dataset as ds
+
         table = ds.dataset([str(p) for p in parts], format="parquet", schema=self.schema).to_table()
         name = f"part-{self._seq:06d}-{secrets.token_hex(4)}.parquet"
         tmp = self.path / f".{name}.tmp"
@@ -143,6 +151,8 @@ def read_sweep(path: str | Path, *, keys: set[str] | None = None) -> pd.DataFram
     files = [str(p) for p in _parts(path)] if path.is_dir() else [str(path)]
     if not files:
         return pd.DataFrame()
+    import pyarrow.dataset as ds
+
     table = ds.dataset(files, format="parquet").to_table()
     df = table.to_pandas()
     if keys is not None:
