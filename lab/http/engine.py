@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 
 from ..errors import LabError
+from ..faults import ORCHESTRATOR
 from ..policies import DependencyPolicies, build_policies
 from ..records import Recorder
 from ..result import RunResult
@@ -52,24 +53,19 @@ def wall_workload(w: Workload, compress: float) -> Workload:
 
 
 def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
-    """The scenario's fault calendar (``faults:`` section, with load shedding) as windows
-    per service in scenario seconds, the form a service process reads."""
+    """The scenario's fault calendar (``faults:`` section, load shedding included) as windows
+    per service in scenario seconds, the form a service process reads.  The calendar is the
+    simulation's (:func:`lab.faults.fault_calendar`, same horizon and seed)."""
     faults = getattr(sc, "faults", None)
-    if faults is None or getattr(faults, "empty", True):
+    if faults is None or faults.empty:
         return {}
-    from ..faults import fault_calendar
+    from ..faults import fault_calendar  # noqa: PLC0415
 
-    names = list(sc.services)
-    extra = None
-    ls = getattr(faults, "load_shedding", None)
-    if ls is not None:
-        from ..loadshedding import outage_calendar
-
-        extra = outage_calendar(ls, names, sc.duration_s, seed)
-    cal = fault_calendar(faults, names, sc.duration_s, seed, extra_down=extra)
+    horizon = sc.duration_s + max(60.0, 0.5 * sc.duration_s)  # as the simulation's horizon
+    cal = fault_calendar(faults, list(sc.services), horizon, seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for row in cal.to_frame().itertuples(index=False):
-        if row.service not in sc.services:
+        if row.service not in sc.services and row.service != ORCHESTRATOR:
             continue
         if row.kind == "down":
             w = {"kind": "outage", "mode": row.value}
@@ -84,17 +80,16 @@ def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def call_policies(sc: Scenario, resilience: Any = None) -> dict[str, DependencyPolicies]:
-    """Fresh policy objects per called service: ``resilience`` (a mapping or the policies
-    module's model) if given, else the scenario's ``resilience:`` section if it has one,
-    else timeout and retries from its ``orchestration:`` section."""
-    res = resilience if resilience is not None else getattr(sc, "resilience", None)
-    if res is None:
-        o = sc.orchestration
-        res = {
-            "timeout_ms": o.timeout_ms,
-            "retry": {"retries": o.retries, "backoff_ms": o.backoff_ms, "multiplier": o.backoff_multiplier, "jitter": o.jitter},
-        }
-    return build_policies(res, sc.services)
+    """Fresh policy objects per called service, as the simulation builds them: the
+    scenario's ``resilience:`` section (or ``resilience`` given here, a mapping or model),
+    with the ``orchestration:`` shorthands (timeout, retries, backoff) filling its defaults."""
+    if resilience is None:
+        res = sc.resilience
+    else:
+        from ..policies import parse_resilience
+
+        res = parse_resilience(resilience, source="resilience")
+    return build_policies(res.with_orchestration_defaults(sc.orchestration), sc.services)
 
 
 def service_configs(
@@ -160,7 +155,15 @@ def run_http(
             f"no style the http engine runs (has {', '.join(sc.styles)}; runs {', '.join(allowed)})",
             source=sc.name, field="style",
         )  # fmt: skip
+    if sc.propagation is None and getattr(sc.orchestration, "mode", "central") != "central":
+        raise LabError(
+            "the http engine runs the central orchestrator only (chain mode: use --engine sim)",
+            source=sc.name, field="orchestration.mode",
+        )  # fmt: skip
     windows = fault_windows(sc, seed)
+    orchestrator_down = [
+        (w["start_s"] / compress, w["end_s"] / compress) for w in windows.pop(ORCHESTRATOR, []) if w["kind"] == "outage"
+    ]
     for name, ws in (faults or {}).items():
         if name not in sc.services:
             raise LabError(f"unknown service {name!r}", source="faults", field=name)
@@ -189,7 +192,7 @@ def run_http(
             end, lateness = _run_loop(
                 _drive(
                     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
-                    phases, on_running,
+                    phases, on_running, orchestrator_down,
                 )
             )  # fmt: skip
             dead = fleet.dead()
@@ -230,7 +233,10 @@ def _run_loop(coro):
         return asyncio.run(coro)
 
 
-async def _drive(sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running):
+async def _drive(
+    sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running,
+    orchestrator_down,
+):
     async with make_client(transport, max_connections=max_connections) as client:
         # warm up: open a connection to every service and run its code paths once, so the
         # first workflow does not pay for the run's start-up
@@ -246,7 +252,7 @@ async def _drive(sc, style, fleet, rec, arrivals, seed, resilience, transport, d
             return await run_propagation(sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s)
         orch = Orchestrator(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
-            dead=fleet.dead, series_every_s=sc.series_interval_s or max(0.1, sc.duration_s / 200.0),
+            dead=fleet.dead, down=orchestrator_down, series_every_s=sc.series_interval_s or max(0.1, sc.duration_s / 200.0),
         )  # fmt: skip
         end = await orch.run(arrivals, drain_s=drain_s)
         return end, orch.lateness

@@ -33,7 +33,7 @@ from ..records import (
     WorkflowRecord,
 )
 from ..scenario import Scenario
-from .client import OK, classify_exception, classify_status
+from .client import OK, TIMEOUT, classify_exception, classify_status
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Orchestrator:
         t0: float,
         *,
         dead: Callable[[], dict[str, int]] | None = None,
+        down: list[tuple[float, float]] | None = None,
         series_every_s: float = 0.5,
     ):
         self.sc = scenario
@@ -71,6 +72,7 @@ class Orchestrator:
         self.t0 = t0
         self._dead_fn = dead
         self.dead: set[str] = set()
+        self.down = down or []  # the orchestrator's own outages (wall seconds)
         self.series_every_s = series_every_s
         stages = scenario.stages
         self.stages = stages
@@ -156,6 +158,10 @@ class Orchestrator:
     async def _workflow(self, wid: int, start: float) -> None:
         self.in_flight += 1
         self.open[wid] = start
+        if any(a <= start < b for a, b in self.down):  # the orchestrator itself is down
+            self._finish(wid, start, FAILED, "down:orchestrator", NAN)
+            self.in_flight -= 1
+            return
         try:
             if self.slots is not None:
                 await self.slots.acquire()
@@ -244,10 +250,16 @@ class Orchestrator:
             if breaker is not None:  # a refused admission is not the dependency's fault
                 breaker.record_success(time.monotonic())
             return BULKHEAD, NAN
+        timeout = deadline.call_timeout_s(time.monotonic())
+        if timeout is None:
+            timeout = SAFETY_TIMEOUT_S
+        elif timeout <= 0:  # the overall deadline is spent
+            if bulkhead is not None:
+                _leave(bulkhead)
+            return TIMEOUT, NAN
         jid = None
         self.outstanding[name] += 1
         try:
-            timeout = deadline.call_timeout_s(time.monotonic()) or SAFETY_TIMEOUT_S
             async with asyncio.timeout(timeout):
                 r = await self.client.post(self.urls[name] + "/call", json={"wf": wid})
                 outcome = classify_status(r.status_code)
