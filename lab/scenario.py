@@ -275,7 +275,7 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
+            raise ValueError(f"warmup_s: ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
         if not self.services:
             raise ValueError("services: at least one service is needed")
         if self.propagation is None:
@@ -294,17 +294,17 @@ class Scenario(_Model):
                 if name not in self.services:
                     raise ValueError(f"propagation: names unknown service {name!r}")
             if p.source in p.subscribers:
-                raise ValueError("propagation: the source cannot subscribe to itself")
+                raise ValueError("propagation.subscribers: the source cannot subscribe to itself")
         if "hybrid" in self.styles and self.propagation is None:
             core = self.core_steps
             if core >= len(self.flow):
                 raise ValueError(
-                    f"hybrid.core_steps ({core}) leaves no downstream step in a flow of {len(self.flow)}"
+                    f"hybrid.core_steps: {core} leaves no downstream step in a flow of {len(self.flow)}"
                 )
         if self.orchestration.mode == "chain" and self.propagation is None:
             for k, stage in enumerate(self.stages[:-1]):
                 if len(stage) > 1:
-                    raise ValueError(f"orchestration.mode chain: stage {k} is a parallel branch; only the last stage may branch")
+                    raise ValueError(f"orchestration.mode: chain needs single services before the last stage (stage {k} is a branch)")
         if not self.allow_overload:
             for name, rho in self.offered_utilisation().items():
                 if rho >= 10:
@@ -348,7 +348,8 @@ class Scenario(_Model):
 
     def offered_utilisation(self) -> dict[str, float]:
         """Offered load per service (arrival rate x mean service time / concurrency)."""
-        lam = self.workload.rate_per_s * self.workload.max_multiplier()
+        w = self.workload
+        lam = w.rate_per_s * (max(w.daily_curve) if w.daily_curve is not None else 1.0)  # bursts are transient
         names = self.steps if self.propagation is None else [self.propagation.source, *self.propagation.subscribers]
         return {
             n: lam * self.services[n].service_time.mean_s / self.services[n].concurrency
@@ -454,6 +455,8 @@ def build_scenario(data: Mapping[str, Any], *, source: str = "<keywords>") -> Sc
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
         field = _format_loc(tuple(err["loc"]))
+        if not err["loc"] and ": " in msg and " " not in msg.split(": ", 1)[0]:
+            field, msg = msg.split(": ", 1)  # a cross-field check names its field first
         inp = err.get("input")
         if err["type"] not in ("extra_forbidden", "missing") and not isinstance(inp, dict | list):
             msg = f"{msg} (got {inp!r})"

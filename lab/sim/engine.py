@@ -133,6 +133,7 @@ class SimEngine:
         self.executions: dict[tuple[int, str], int] = {}
         self.seen: dict[str, set[int]] = {}
         self.failures: dict[tuple[int, str], int] = {}
+        self.poisoned: dict[tuple[int, str], bool] = {}
         self.producer_buffered = 0
         self._active: set[str] = set()
 
@@ -334,23 +335,21 @@ class SimEngine:
             yield from self._publish(wf, "core.done", producer=ORCHESTRATOR)
 
     def _wait_if_down(self, name: str, peer: str):
-        """Arriving at ``name``: returns REFUSED at once if it refuses, else waits (hangs)
-        until it answers again; the caller's timeout decides how long anyone waits."""
+        """Arriving at ``name``: REFUSED at once if it refuses connections; if it is
+        without power or cut off (``hang``), nothing answers and the request is gone: the
+        caller waits for its own timeout (without one, until the end of the run)."""
         env = self.env
         cal = self.cal
-        while True:
-            now = env.now
-            partition = cal.partitioned(name, peer, now)
-            mode = cal.down_mode(name, now)
-            if not partition and mode is None:
-                return OK
-            if mode == "refuse" and not partition:
-                return REFUSED
-            nxt = cal.next_change(name, now, "any")
-            if nxt == INF or nxt > self.horizon:
-                yield env.timeout(max(self.horizon - now, 0.0) + 1.0)
-                return TIMEOUT
-            yield env.timeout(max(nxt - now, 1e-9))
+        now = env.now
+        partition = cal.partitioned(name, peer, now)
+        mode = cal.down_mode(name, now)
+        if not partition and mode is None:
+            return OK
+        if mode == "refuse" and not partition:
+            return REFUSED
+        self.count("hung_requests")
+        yield env.timeout(max(self.horizon - now, 0.0) + 1.0)
+        return TIMEOUT
 
     def _request(self, name: str, service_s: float, key: int = -1, serve_extra=None, peer: str = ORCHESTRATOR):
         """One request: hop, queue, serve, hop back.  Returns (outcome, served_at)."""
@@ -647,6 +646,8 @@ class SimEngine:
             now = env.now
             if retention is not None and now - msg.published_s > retention:
                 events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, NAN, False))
+                if msg.payload == "redelivery":  # a copy of an event already processed
+                    return
                 self.count("lost")
                 wf = open_wf.get(msg.key)
                 if wf is not None:
@@ -684,7 +685,12 @@ class SimEngine:
                 self.count("duplicates")
                 return
             seen.add(msg.key)
-            poison = ev.poison_rate > 0 and self.poison_coin() < ev.poison_rate
+            poison = False
+            if ev.poison_rate > 0:  # a poison message fails every time it is processed
+                pk = (msg.key, name)
+                poison = self.poisoned.get(pk)
+                if poison is None:
+                    poison = self.poisoned[pk] = self.poison_coin() < ev.poison_rate
             if poison or self._fails(name, u):
                 yield from self._after_failure(wf, name, msg, started)
                 return
