@@ -52,6 +52,12 @@ def test_outage_orchestration_loses_window_share_events_lose_nothing():
     # every workflow is accounted for: completed + failed + in flight = started
     for style, g in res.records.groupby("style"):
         assert len(g) == g["workflow_id"].nunique()
+        measured = g[g.started_s >= sc.warmup_s]
+        row = rows.loc[style]
+        counts = measured["status"].value_counts()
+        assert counts.get("completed", 0) == row["completed"]
+        assert counts.get("failed", 0) == row["failed"]
+        assert counts.sum() == row["started"]
 
 
 def test_timeline_shows_the_outage():
