@@ -390,7 +390,8 @@ def plot_failure_propagation(timeline: pd.DataFrame, *, ax=None, style: str | No
     handles = [Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items()]
     h2, _ = right.get_legend_handles_labels()
     h3, _ = outer.get_legend_handles_labels()
-    outer.legend(handles + h2 + h3, [h.get_label() for h in handles + h2 + h3], fontsize=7, loc="upper right")
+    outer.legend(handles + h2 + h3, [h.get_label() for h in handles + h2 + h3], fontsize=7, loc="upper left",
+                 bbox_to_anchor=(1.2, 1.0), borderaxespad=0)
     ax.right_ax = right
     ax.backlog_ax = outer
     if title:

@@ -39,22 +39,6 @@ SUMMARY_COLS = '''\
 COLS = ["style", "started", "completed", "failed", "throughput_per_s", "latency_p50_s", "latency_p95_s",
         "latency_p99_s", "availability", "polls", "wasted_polls", "staleness_mean_s", "max_backlog"]'''
 
-PROBE_FAULTS = '''\
-def sim_honours_faults() -> bool:
-    """Does the simulator act on a scenario's `faults:` section yet?  (A probe, not a model:
-    a 10 s outage of the only service of a tiny scenario must fail some workflows.)"""
-    if "faults" not in lab.Scenario.model_fields:
-        return False
-    probe = lab.load_scenario("mm1-teaching", duration_s=30, warmup_s=0, **{
-        "workload.rate_per_s": 5, "orchestration.timeout_ms": 500,
-        "faults": {"outages": [{"service": "worker", "start_s": 10, "duration_s": 10}]}})
-    return int(lab.simulate(probe, seed=1).summary["failed"].iloc[0]) > 0
-
-
-FAULTS = sim_honours_faults()
-print("the simulator honours faults:" if FAULTS else "faults are not yet wired into the simulator:", FAULTS)'''
-
-
 def md(text: str, *tags: str):
     cell = new_markdown_cell(textwrap.dedent(text).strip("\n"))
     if tags:
@@ -276,18 +260,21 @@ def nb_02_coupling():
         the caller of an orchestration gets an error (or waits for a timeout), while an event waits
         in the broker until the consumer is back. That is experiment 2.
         """),
-        md("## 2. One service down for a minute"),
-        code(PROBE_FAULTS),
+        md("""
+        ## 2. One service down for a minute
+
+        The scenario's `faults:` section schedules the outage (`lab.faults`: also crashes, latency
+        spikes, error bursts, partitions and load-shedding). `mode: refuse` fails calls at once;
+        `hang` holds them until the caller's timeout. Besides the usual columns the summary now
+        has fault metrics (`lab.metrics`): `blast_radius` (share of workflows failed or slowed
+        beyond the pre-fault p99), `recovery_s` and `drain_s` (backlog back to normal after the fault).
+        """),
         code("""
         OUTAGE = {"service": "s3", "start_s": 60, "duration_s": 60, "mode": "refuse"}
         outage_scenario = chain(4, failure_prob=0.0, faults={"outages": [OUTAGE]},
                                 orchestration={"timeout_ms": 1000}).replace(duration_s=240)
-        if FAULTS:
-            outage = lab.simulate(outage_scenario)
-            display(outage.summary[["style", "started", "completed", "failed", "availability", "latency_p99_s", "max_backlog"]])
-        else:
-            outage = None
-            print("Skipped: this version of the simulator does not act on faults: yet.")
+        outage = lab.simulate(outage_scenario)
+        outage.summary[["style", "started", "failed", "availability", "latency_p99_s", "max_backlog", "recovery_s", "blast_radius", "drain_s"]]
         """),
         md("""
         **The failure-propagation picture.** Services down the side, time along the bottom:
@@ -295,21 +282,13 @@ def nb_02_coupling():
         backlog of queued requests and unconsumed events (dashed).
         """),
         code("""
-        fig, ax = plt.subplots(figsize=(11, 3.8))
-        if outage is not None and hasattr(outage, "timeline"):
-            plots.plot_failure_propagation(outage.timeline, ax=ax, title="s3 down from 60 s to 120 s")
-        else:
-            # without result.timeline: the fault calendar's states alone (lab.faults)
-            from lab.faults import fault_calendar
-
-            cal = fault_calendar(outage_scenario.faults, outage_scenario.services, outage_scenario.duration_s, SEED)
-            plots.plot_failure_propagation(cal.timeline(list(outage_scenario.services), bucket_s=10), ax=ax,
-                                           title="s3 down from 60 s to 120 s (fault calendar only)")
+        fig, ax = plt.subplots(figsize=(11, 4))
+        plots.plot_failure_propagation(outage.timeline, ax=ax, bucket_s=5, title="s3 down from 60 s to 120 s")
+        outage.timeline.head()
         """),
         code("""
-        if outage is not None:
-            fig, ax = plt.subplots(figsize=(11, 3.5))
-            plots.plot_backlog(outage.series, ax=ax, outages=[(60, 120)], title="backlog through the outage and the recovery")
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        plots.plot_backlog(outage.series, ax=ax, outages=[(60, 120)], title="backlog through the outage and the recovery")
         """),
         md("""
         **What to look for.** Under orchestration, every workflow that reaches `s3` while it is down
@@ -327,12 +306,9 @@ def nb_02_coupling():
         @interact(outage_s=IntSlider(value=60, min=10, max=120, step=10, description="outage (s)"),
                   style=Dropdown(options=["orchestration", "events"], value="orchestration"))
         def show(outage_s, style):
-            if not FAULTS:
-                print("faults are not wired into the simulator yet")
-                return
             sc = outage_scenario.replace(**{"faults.outages": [dict(OUTAGE, duration_s=outage_s)]})
             r = lab.simulate(sc, styles=[style])
-            print(r.summary[["style", "failed", "availability", "latency_p99_s", "max_backlog"]].to_string(index=False))
+            print(r.summary[["style", "failed", "availability", "latency_p99_s", "max_backlog", "drain_s"]].to_string(index=False))
         """),
         md("**Next:** [03 load-shedding](03_load_shedding.ipynb): outages that come on a schedule."),
     ])
@@ -379,7 +355,6 @@ def nb_03_loadshedding():
         supply-chain preset: a carrier scan reaches the gateway, the tracker confirms with the
         carrier, the ERP and the customer portal are updated.
         """),
-        code(PROBE_FAULTS),
         code("""
         DAY_S = 720                     # simulated seconds for one calendar day
         day_scenario = lab.load_scenario(
@@ -388,18 +363,20 @@ def nb_03_loadshedding():
                 "orchestration.timeout_ms": 5000,
                 "faults": {"load_shedding": {"stage": STAGE, "compress": 86400 / DAY_S, "areas": AREAS}}})
         sim_day = loadshedding.outage_calendar(day_scenario.faults.load_shedding, sites, DAY_S, seed=day_scenario.seed)
-        if FAULTS:
-            shed = lab.simulate(day_scenario)
-            display(shed.summary[["style", "started", "completed", "failed", "availability", "latency_p95_s", "max_backlog"]])
-        else:
-            shed = None
-            print("Skipped: this version of the simulator does not act on faults: yet.")
+        shed = lab.simulate(day_scenario)
+        shed.summary[["style", "started", "failed", "availability", "latency_p99_s", "max_backlog", "blast_radius", "drain_s"]]
         """),
         code("""
-        if shed is not None:
-            fig, ax = plt.subplots(figsize=(11, 3.8))
-            plots.plot_backlog(shed.series, ax=ax, outages=loadshedding.calendar_frame({"tracker": sim_day["tracker"]}),
-                               time_unit="min", title="backlog through a compressed stage-4 day (grey: tracker dark)")
+        fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+        plots.plot_outages(loadshedding.calendar_frame(sim_day), ax=axes[0], time_unit="min", horizon_s=DAY_S,
+                           title="who is dark (simulated minutes; one minute = two calendar hours)")
+        plots.plot_backlog(shed.series, ax=axes[1], outages=loadshedding.calendar_frame(sim_day), time_unit="min",
+                           title="backlog through the compressed stage-4 day (grey: some site dark)")
+        fig.tight_layout()
+        """),
+        code("""
+        fig, ax = plt.subplots(figsize=(11, 4))
+        ax = plots.plot_failure_propagation(shed.timeline, ax=ax, bucket_s=10, title="the failure-propagation picture of the day")
         """),
         md("""
         **What to look for.** While a site is dark, orchestrated workflows that need it time out
@@ -424,13 +401,13 @@ def nb_03_loadshedding():
             "supply-chain", duration_s=WEEK_S, warmup_s=0, **{
                 "workload.day_length_s": WEEK_S / DAYS, "workload.rate_per_s": 1,
                 "orchestration.timeout_ms": 5000, "faults": {"load_shedding": replay}})
-        if FAULTS:
-            week_run = lab.simulate(week_scenario)
-            display(week_run.summary[["style", "started", "failed", "availability", "latency_p95_s", "max_backlog"]])
-            fig, ax = plt.subplots(figsize=(11, 3.5))
-            plots.plot_backlog(week_run.series, ax=ax, title="the replayed week, compressed")
-        else:
-            print("Skipped: this version of the simulator does not act on faults: yet.")
+        week_run = lab.simulate(week_scenario)
+        week_cal = loadshedding.calendar_frame(
+            loadshedding.outage_calendar(week_scenario.faults.load_shedding, sites, WEEK_S, seed=week_scenario.seed))
+        fig, ax = plt.subplots(figsize=(11, 3.5))
+        plots.plot_backlog(week_run.series, ax=ax, outages=week_cal, time_unit="min",
+                           title="the replayed week, compressed (2 simulated minutes per day)")
+        week_run.summary[["style", "started", "failed", "availability", "latency_p99_s", "max_backlog", "blast_radius", "drain_s"]]
         """),
         md("""
         ## Turn the knob: the stage
@@ -538,7 +515,6 @@ def nb_04_resilience():
         budget, a circuit breaker per dependency, idempotent consumers (a redelivered event is not
         processed twice), a retry topic and a dead-letter queue for poison events.
         """),
-        code(PROBE_FAULTS),
         code("""
         RESILIENCE = {
             "retry": {"retries": 2, "backoff_ms": 50, "jitter": "full", "budget_ratio": 0.2},
@@ -548,14 +524,20 @@ def nb_04_resilience():
         }
         OUTAGE = {"outages": [{"service": "ledger", "start_s": 40, "duration_s": 20, "mode": "hang"}]}
         rows = []
-        if FAULTS:
-            for label, res in [("no patterns", {}), ("patterns on", RESILIENCE)]:
-                sc = lab.load_scenario("fintech-hybrid", duration_s=120, warmup_s=10, faults=OUTAGE, resilience=res,
-                                       **{"workload.bursts": [], "orchestration.timeout_ms": 500})
-                rows.append(lab.simulate(sc).summary.assign(patterns=label))
-            display(pd.concat(rows)[["patterns", "style", "started", "failed", "availability", "latency_p99_s", "lost", "duplicates"]])
-        else:
-            print("Skipped: this version of the simulator does not act on faults:/resilience: yet.")
+        for label, res in [("no patterns", {}), ("patterns on", RESILIENCE)]:
+            sc = lab.load_scenario("fintech-hybrid", duration_s=120, warmup_s=10, faults=OUTAGE, resilience=res,
+                                   **{"workload.bursts": [], "orchestration.timeout_ms": 500, "orchestration.retries": 0})
+            rows.append(lab.simulate(sc).summary.assign(patterns=label))
+        pd.concat(rows)[["patterns", "style", "started", "failed", "availability", "latency_p99_s", "retries",
+                         "fallbacks", "dlq", "lost", "duplicates", "duplicates_absorbed", "blast_radius"]]
+        """),
+        md("""
+        **Reading it.** The ledger hangs for 20 s. Without patterns, every orchestrated payment that
+        reaches it waits for the 500 ms timeout and fails; with retries and a breaker, the breaker
+        opens after five failures and callers fail fast instead of queueing on a dead service (fewer
+        threads held, less load when it comes back). Events lose nothing either way; the idempotent
+        consumer absorbs the redeliveries that would otherwise be processed twice (`duplicates`),
+        and poison events end in the DLQ instead of blocking their partition.
         """),
         md("""
         ## Turn the knobs: retries and jitter
@@ -652,12 +634,20 @@ def nb_06_real():
         sim.summary[["style", "engine", "completed", "failed", "throughput_per_s", "latency_p50_s", "latency_p95_s"]]
         """),
         md("## HTTP: real service processes"),
+        md("""
+        The HTTP engine drives its services from its own asyncio event loop; Jupyter already runs
+        one in the notebook's thread, so the run goes to a worker thread (from a script or the
+        CLI, call `lab.run(...)` directly).
+        """),
         code("""
+        from concurrent.futures import ThreadPoolExecutor
+
         try:
-            http = lab.run(scenario, engine="http", styles=["orchestration"])
-        except lab.LabError as exc:           # e.g. services could not start on this machine
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                http = pool.submit(lab.run, scenario, engine="http", styles=["orchestration"]).result()
+        except Exception as exc:              # e.g. services could not start on this machine
             http = None
-            print(f"Skipped the HTTP engine: {exc}")
+            print(f"Skipped the HTTP engine: {type(exc).__name__}: {exc}")
         if http is not None:
             both = pd.concat([sim.summary[sim.summary["style"] == "orchestration"], http.summary])
             display(both[["style", "engine", "completed", "failed", "throughput_per_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"]])
@@ -683,6 +673,9 @@ def nb_06_real():
         from lab.kafka import broker
 
         bootstrap = broker.resolve_bootstrap()
+        if bootstrap is not None:                # named or recorded, but is it answering?
+            host, _, port = bootstrap.split(",")[0].rpartition(":")
+            bootstrap = bootstrap if broker.port_open(host, int(port), timeout=2.0) else None
         started_here = False
         if bootstrap is None and START_BROKER and broker.java_available() and (broker.jar_dir() / ".complete").exists():
             try:
@@ -698,8 +691,8 @@ def nb_06_real():
         if bootstrap is not None:
             try:
                 kafka = lab.run(scenario, engine="kafka", bootstrap=bootstrap)
-            except lab.LabError as exc:
-                print(f"Skipped the Kafka engine: {exc}")
+            except Exception as exc:             # a real broker can go away: report, do not crash
+                print(f"Skipped the Kafka engine: {type(exc).__name__}: {exc}")
             finally:
                 if started_here:
                     broker.stop()
