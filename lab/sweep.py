@@ -477,6 +477,14 @@ def sweep(
             "seeds": plan.seeds,
         }
         store = SweepStore(out, plan.schema, resume=resume, spec=spec)
+        if store.schema is not None:
+            missing = [k for k in plan.param_types if k not in store.schema.names]
+            if missing:
+                raise LabError(
+                    f"the stored sweep has no column for parameter(s) {', '.join(missing)}: "
+                    "resume only the same kind of sweep, or choose another out",
+                    source=str(out),
+                )
         done = store.done_keys() & all_keys
         if done:
             log.info("resuming %s: %d of %d runs already stored", out, len(done), plan.n_runs)
@@ -508,6 +516,20 @@ def sweep(
         dynamic_ncols=True,
     )
     n_failed = 0
+    per_point = [sum(k in done for k in ks) for ks in plan.keys]  # runs done per point
+    points_done = sum(n == plan.replications for n in per_point)
+
+    def tick(run_id: int) -> None:
+        nonlocal points_done
+        pid = plan.locate(run_id)[0]
+        per_point[pid] += 1
+        points_done += per_point[pid] == plan.replications
+        post = {"points": f"{points_done}/{len(plan.points)}"}
+        if n_failed:
+            post["failed"] = str(n_failed)
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
     t0 = time.perf_counter()
     try:
         for res in results:
@@ -515,9 +537,7 @@ def sweep(
                 n_failed += 1
                 log.warning("run %d failed: %s", res.run_id, res.error)
             emit(_rows_of(plan, res.run_id, res.key, res.rows, res.error))
-            bar.update(1)
-            if n_failed:
-                bar.set_postfix(failed=n_failed, refresh=False)
+            tick(res.run_id)
         # points that did not validate: recorded after the runs, so that the first part
         # written (which fixes the stored columns) has the engine's extra summary columns
         for pid, err in enumerate(plan.point_errors):
@@ -528,7 +548,7 @@ def sweep(
                 if key not in done:
                     emit(_rows_of(plan, plan.run_id(pid, r), key, [], err))
                     n_failed += 1
-                    bar.update(1)
+                    tick(plan.run_id(pid, r))
         if store is not None:
             store.close()
             if compact:

@@ -208,6 +208,13 @@ def test_resume_skips_finished_runs(mm1, sequential, tmp_path):
                                                     progress=False))  # fmt: skip
 
 
+def test_resume_of_a_different_kind_of_sweep_is_refused(mm1, tmp_path):
+    out = tmp_path / "k.parquet"
+    sweep(mm1, {"workload.rate_per_s": [5]}, replications=1, workers=1, out=out, progress=False)
+    with pytest.raises(LabError, match="network.latency_ms"):
+        sweep(mm1, {"network.latency_ms": [1]}, replications=1, workers=1, out=out, resume=True, progress=False)
+
+
 def test_resume_with_more_replications_runs_only_new_ones(mm1, tmp_path):
     out = tmp_path / "more.parquet"
     sweep(mm1, {"workload.rate_per_s": [5]}, replications=2, seed=1, workers=1, out=out, progress=False)
