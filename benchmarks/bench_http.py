@@ -16,6 +16,8 @@ import json
 import logging
 import math
 import os
+import subprocess
+import sys
 import time
 
 import aiohttp
@@ -31,6 +33,20 @@ from lab.http.orchestrator import Orchestrator
 from lab.records import Recorder
 from lab.rng import spawn
 from lab.scenario import load_scenario
+
+#: the alternative server stack: aiohttp's own web server with uvloop, same trivial endpoint
+AIOHTTP_SERVER = """
+import socket, sys, uvloop
+from aiohttp import web
+async def health(request):
+    return web.json_response({"ok": True})
+app = web.Application()
+app.router.add_get("/health", health)
+sock = socket.socket(); sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+uvloop.install()
+web.run_app(app, sock=sock, access_log=None, print=None)
+"""
 
 TRIVIAL = {"service": {"service_time": 0, "concurrency": 100000}, "network": {"latency_ms": 0}}
 
@@ -166,10 +182,22 @@ def main() -> None:
         cfg = {**TRIVIAL, "http": stack, "loop": "asyncio" if stack == "h11" else "uvloop"}
         with ServiceFleet({"svc": cfg}) as fleet:
             servers[stack] = uvloop.run(client_rate("aiohttp", fleet.urls["svc"] + "/health", n, 32))
+    if "servers" in sections:
+        proc = subprocess.Popen([sys.executable, "-c", AIOHTTP_SERVER], stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(proc.stdout.readline())
+            time.sleep(0.5)
+            servers["aiohttp"] = uvloop.run(client_rate("aiohttp", f"http://127.0.0.1:{port}/health", n, 32))
+            servers["aiohttp@1"] = uvloop.run(client_rate("aiohttp", f"http://127.0.0.1:{port}/health", n, 1))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
     out["servers"] = servers
     print("\n## server stack (aiohttp client, concurrency 32), requests/s")
     print(f"| uvicorn h11 + asyncio | {servers['h11']:,.0f} |\n| uvicorn httptools + uvloop | {servers['httptools']:,.0f} "
           f"({servers['httptools'] / servers['h11']:.2f}x) |")  # fmt: skip
+    if "aiohttp" in servers:
+        print(f"| aiohttp web server + uvloop | {servers['aiohttp']:,.0f} ({servers['aiohttp'] / servers['h11']:.2f}x) |")
     # 3. the lab's overhead per hop at low load
     low = engine_run(50.0, args.duration)
     d50, d99 = np.percentile(direct, 50), np.percentile(direct, 99)
