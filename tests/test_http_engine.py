@@ -81,6 +81,22 @@ def test_chain_latency_at_least_sum_of_service_times_and_close_at_low_load():
     assert row.engine == "http" and row.started == len(wf) and row.completed == len(wf)
 
 
+def test_chain_mode_holds_each_caller_and_reports_where_it_broke():
+    sc = chain(rate=10.0, duration=2.5, orchestration={"mode": "chain", "timeout_ms": 2000})
+    res = run_http(sc, seed=11, faults={"c": [{"kind": "outage", "start_s": 1.0, "end_s": 1.5, "mode": "refuse"}]})
+    wf, steps = res.records, res.steps
+    failed = wf[wf.status == "failed"]
+    assert len(failed) > 0 and set(failed.reason) == {"downstream:c"}
+    assert (wf[wf.started_s > 1.7].status == "completed").all()  # recovery
+    ok = wf[wf.status == "completed"].workflow_id
+    d = steps[steps.workflow_id.isin(ok)].assign(took=lambda x: x.finished_s - x.started_s)
+    took = d.pivot_table(index="workflow_id", columns="service", values="took")
+    # each service holds its slot while the rest of the chain works: a >= 30 ms + b >= 30 + 60 ms + c
+    assert (took["c"] >= 0.030).all()
+    assert (took["b"] >= 0.060 + took["c"]).all()
+    assert (took["a"] >= 0.030 + took["b"]).all()
+
+
 def test_outage_window_fails_calls_inside_and_recovers_after_compressed_clock():
     # 150 scenario seconds played 50x faster: b refuses connections in scenario [50, 100) s
     sc = chain(rate=20.0, duration=150.0)

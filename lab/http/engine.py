@@ -155,11 +155,6 @@ def run_http(
             f"no style the http engine runs (has {', '.join(sc.styles)}; runs {', '.join(allowed)})",
             source=sc.name, field="style",
         )  # fmt: skip
-    if sc.propagation is None and getattr(sc.orchestration, "mode", "central") != "central":
-        raise LabError(
-            "the http engine runs the central orchestrator only (chain mode: use --engine sim)",
-            source=sc.name, field="orchestration.mode",
-        )  # fmt: skip
     windows = fault_windows(sc, seed)
     orchestrator_down = [
         (w["start_s"] / compress, w["end_s"] / compress) for w in windows.pop(ORCHESTRATOR, []) if w["kind"] == "outage"

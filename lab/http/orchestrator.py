@@ -37,7 +37,7 @@ from .client import OK, TIMEOUT, classify_exception, classify_status
 
 log = logging.getLogger(__name__)
 
-OPEN, BULKHEAD, DEAD = "open", "bulkhead", "refused"
+OPEN, BULKHEAD, DEAD, DOWNSTREAM = "open", "rejected", "refused", "downstream"
 
 #: a call with no configured timeout still gives up after this long (a hung service must
 #: not hang the run; the drain deadline is the other guard)
@@ -77,6 +77,8 @@ class Orchestrator:
         stages = scenario.stages
         self.stages = stages
         self.n_core = len(stages) if style == "orchestration" else scenario.core_steps
+        self.chain_mode = getattr(scenario.orchestration, "mode", "central") == "chain" and style == "orchestration"
+        self.where: dict[int, str] = {}  # chain mode: where a workflow's chain broke
         mif = scenario.orchestration.max_in_flight
         self.slots = asyncio.Semaphore(mif) if mif is not None else None
         self.in_flight = 0
@@ -166,7 +168,12 @@ class Orchestrator:
             if self.slots is not None:
                 await self.slots.acquire()
             try:
-                for k in range(self.n_core):
+                if self.chain_mode:
+                    reason = await self._chain(wid)
+                    if reason:
+                        self._finish(wid, start, FAILED, reason, NAN)
+                        return
+                for k in range(0 if not self.chain_mode else self.n_core, self.n_core):
                     reason = await self._stage(wid, self.stages[k])
                     if reason:
                         self._finish(wid, start, FAILED, reason, NAN)
@@ -206,8 +213,48 @@ class Orchestrator:
                 return f"{outcome}:{name}"
         return ""
 
+    # -- chain mode: each service calls the next while holding its own slot -----------------
+    def _chain_spec(self) -> list[dict]:
+        """Stages 1.. of the core as the first service passes them on: URLs and, per hop,
+        the caller's timeout and retries (breakers and bulkheads stay with the orchestrator)."""
+        spec = []
+        for stage in self.stages[1 : self.n_core]:
+            hops = []
+            for name in stage:
+                pol = self.policies[name]
+                hops.append({
+                    "name": name, "url": self.urls[name] + "/call",
+                    "timeout_s": pol.timeout.per_call_ms / 1000.0 if pol.timeout.per_call_ms else SAFETY_TIMEOUT_S,
+                    "retries": pol.retry.retries, "backoff_s": pol.retry.backoff_s(1) if pol.retry.retries else 0.0,
+                    "multiplier": pol.retry.multiplier,
+                })  # fmt: skip
+            spec.append(hops)
+        return spec
+
+    async def _chain(self, wid: int) -> str:
+        first = self.stages[0]
+        if len(first) > 1:  # a parallel first stage: nothing to chain through
+            return await self._stage(wid, first)
+        outcome = await self.call(wid, first[0], chain=self._chain_spec())
+        where = self.where.pop(wid, "")
+        if outcome == OK:
+            return ""
+        if outcome == DOWNSTREAM:
+            self.rec.count(self.style, "failed_downstream_steps")
+            return f"{DOWNSTREAM}:{where or first[0]}"
+        return f"{outcome}:{first[0]}"
+
+    def _chain_steps(self, wid: int, r: httpx.Response) -> None:
+        """Record the nested calls a chained service reports (its own hops, recursively)."""
+        try:
+            steps = r.json().get("steps", [])
+        except ValueError:
+            return
+        for name, started, finished, status, attempts in steps:
+            self.rec.steps.append(StepRecord(self.style, wid, name, started, finished, status, attempts, NAN))
+
     # -- one call with its policies ---------------------------------------------------
-    async def call(self, wid: int, name: str) -> str:
+    async def call(self, wid: int, name: str, chain: list | None = None) -> str:
         pol = self.policies[name]
         started = self.now()
         deadline = pol.timeout.start(time.monotonic())
@@ -216,11 +263,11 @@ class Orchestrator:
         attempt = 0
         while True:
             attempt += 1
-            outcome, stale = await self._attempt(wid, name, pol, deadline)
+            outcome, stale = await self._attempt(wid, name, pol, deadline, chain)
             if outcome == OK:
                 self.rec.steps.append(StepRecord(self.style, wid, name, started, self.now(), COMPLETED, attempt, stale))
                 return OK
-            retry = outcome not in (OPEN, BULKHEAD) and pol.retry.should_retry(attempt) and name not in self.dead
+            retry = outcome not in (OPEN, BULKHEAD, DOWNSTREAM) and pol.retry.should_retry(attempt) and name not in self.dead
             if retry:
                 delay = pol.retry.delay_s(attempt, self.jitter)
                 mono = time.monotonic()
@@ -231,13 +278,18 @@ class Orchestrator:
                     if retry:
                         pol.budget.record_retry(mono)
             if not retry:
+                if pol.fallback is not None and outcome != DOWNSTREAM:  # a degraded answer instead
+                    pol.fallback.respond(time.monotonic())
+                    self.rec.count(self.style, "fallbacks")
+                    self.rec.steps.append(StepRecord(self.style, wid, name, started, self.now(), "degraded", attempt, NAN))
+                    return OK
                 self.rec.steps.append(StepRecord(self.style, wid, name, started, self.now(), FAILED, attempt, NAN))
                 return outcome
             self.rec.count(self.style, f"retries:{name}")
             if delay > 0:
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, wid: int, name: str, pol: DependencyPolicies, deadline) -> tuple[str, float]:
+    async def _attempt(self, wid: int, name: str, pol: DependencyPolicies, deadline, chain=None) -> tuple[str, float]:
         breaker = pol.breaker
         if breaker is not None and not breaker.allow(time.monotonic()):
             return OPEN, NAN
@@ -261,10 +313,18 @@ class Orchestrator:
         self.outstanding[name] += 1
         try:
             async with asyncio.timeout(timeout):
-                r = await self.client.post(self.urls[name] + "/call", json={"wf": wid})
+                body = {"wf": wid}
+                if chain is not None:
+                    body["chain"] = chain
+                r = await self.client.post(self.urls[name] + "/call", json=body)
                 outcome = classify_status(r.status_code)
                 if outcome == OK and r.status_code == 202:
                     jid = r.json()["job"]
+                if chain:
+                    self._chain_steps(wid, r)
+                    if r.status_code == 502:
+                        info = r.json()
+                        outcome, self.where[wid] = DOWNSTREAM, info.get("where", name)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure is classified

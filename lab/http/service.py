@@ -163,8 +163,9 @@ class ServiceState:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _serve(self, seconds: float) -> bool:
-        """Queue for a slot and hold it ``seconds``; False if refused by the queue bound."""
+    async def _serve(self, seconds: float, then=None) -> bool:
+        """Queue for a slot and hold it ``seconds`` (then run ``then()`` still holding it:
+        chain mode calls onward); False if refused by the queue bound."""
         limit = self.svc.queue_limit
         if limit is not None and self.slots.locked() and self.waiting >= limit:
             self.count("refused")
@@ -177,9 +178,54 @@ class ServiceState:
         try:
             if seconds > 0:
                 await asyncio.sleep(seconds)
+            if then is not None:
+                await then()
         finally:
             self.slots.release()
         return True
+
+    # -- chain mode: call the next stage while holding this service's slot ----------------
+    async def _onward(self, wid: int, chain: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        """Call the next stage (a parallel stage: all of it, not further); returns
+        ``{"outcome", "where", "steps"}`` with every nested call as a step row."""
+        stage, rest = chain[0], chain[1:]
+        if len(stage) == 1:
+            results = [await self._hop_call(wid, stage[0], rest)]
+        else:
+            results = await asyncio.gather(*(self._hop_call(wid, hop, []) for hop in stage))
+        steps = [row for r in results for row in r["steps"]]
+        for r in results:
+            if r["outcome"] != "ok":
+                return {"outcome": "downstream", "where": r["where"], "steps": steps}
+        return {"outcome": "ok", "where": "", "steps": steps}
+
+    async def _hop_call(self, wid: int, hop: dict[str, Any], rest: list) -> dict[str, Any]:
+        started = self.now()
+        steps: list[list[Any]] = []
+        attempt = 0
+        delay = float(hop.get("backoff_s", 0.0))
+        while True:
+            attempt += 1
+            where = hop["name"]
+            try:
+                async with asyncio.timeout(float(hop["timeout_s"])):
+                    r = await self.client.post(hop["url"], json={"wf": wid, "chain": rest})
+                    info = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+                steps.extend(info.get("steps", []))
+                if r.status_code in (200, 202):
+                    outcome = "ok"
+                elif r.status_code == 502:
+                    outcome, where = "downstream", info.get("where", hop["name"])
+                else:
+                    outcome = "refused" if r.status_code == 503 else "error"
+            except Exception as exc:  # noqa: BLE001 - any failure of the hop is the hop's outcome
+                outcome = "timeout" if isinstance(exc, TimeoutError) else "error"
+            if outcome == "ok" or outcome == "downstream" or attempt > int(hop.get("retries", 0)):
+                status = "completed" if outcome == "ok" else "failed"
+                steps.append([hop["name"], started, self.now(), status, attempt])
+                return {"outcome": outcome, "where": where, "steps": steps}
+            await asyncio.sleep(delay)
+            delay *= float(hop.get("multiplier", 2.0))
 
     async def _down_response(self) -> Response | None:
         """503 during an outage window (``hang``: only once the window is over)."""
@@ -221,12 +267,30 @@ class ServiceState:
         down = await self._down_response()
         if down is not None:
             return down
+        chain, wid = None, 0
+        if request.method == "POST":
+            try:
+                body = await request.json()
+                chain, wid = body.get("chain"), body.get("wf", 0)
+            except ValueError:
+                pass
         await self.hop()
         t = self.scenario_now()
         seconds = self.service_time() * self.windows.multiplier(t)
-        if not await self._serve(seconds):
+        onward: dict[str, Any] = {}
+        then = None
+        if chain:
+
+            async def then():
+                onward.update(await self._onward(wid, chain))
+
+        if not await self._serve(seconds, then):
             await self.hop()
             return JSONResponse({"error": "queue full"}, status_code=503)
+        if chain and onward.get("outcome") != "ok":
+            await self.hop()
+            self.count("downstream")
+            return JSONResponse({"where": onward["where"], "steps": onward["steps"]}, status_code=502)
         p = self.svc.failure_prob
         extra = self.windows.extra_failure_prob(t)
         if extra:
@@ -237,6 +301,8 @@ class ServiceState:
             self.count("error")
             return JSONResponse({"error": "failed"}, status_code=500)
         self.count("ok")
+        if chain:
+            return JSONResponse({"ok": True, "steps": onward["steps"]})
         if self.job_time is not None:
             jid = self.next_job
             self.next_job += 1
