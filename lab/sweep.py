@@ -223,7 +223,8 @@ def plan_sweep(
     try:
         points = expand_grid(grid)
     except LabError as exc:
-        raise LabError(exc.message, source=source, field=f"grid{'.' + exc.field if exc.field else ''}") from None
+        sub = exc.field or ""
+        raise LabError(exc.message, source=source, field=f"grid{sub if sub.startswith('[') or not sub else '.' + sub}") from None
     keys = list(dict.fromkeys(k for p in points for k in p))
     param_types: dict[str, pa.DataType] = {}
     json_keys = set()
@@ -240,7 +241,8 @@ def plan_sweep(
             base.replace(**{k: next(p[k] for p in points if k in p)})
         except LabError as exc:
             if exc.message == "unknown field" or exc.message.startswith("conflicting"):
-                raise LabError(f"{exc.field or k}: not a scenario field", source=source, field=f"grid.{k}") from None
+                where = "" if exc.field in (None, k) else f" ({exc.field})"
+                raise LabError(f"not a scenario field{where}", source=source, field=f"grid.{k}") from None
     scenarios: list[Scenario | None] = []
     errors: list[str | None] = []
     for p in points:
@@ -693,7 +695,7 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
     try:
         spec = SweepFile.model_validate(dict(data))
     except ValidationError as exc:
-        err = exc.errors()[0]
+        err = max(exc.errors(), key=lambda e: len(e["loc"]))  # the deepest branch of a union
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (expected scenario, set, grid, replications, seed, out, description)"

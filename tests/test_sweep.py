@@ -343,6 +343,7 @@ BAD_FILES = {
     "unknown scenario": ("scenario: no-such-preset\ngrid: {style: [events]}\n", "scenario"),
     "yaml syntax": ("scenario: mm1-teaching\ngrid: {style: [events\n", "line"),
     "not a mapping": ("- 1\n- 2\n", None),
+    "grid list of non-mappings": ("scenario: mm1-teaching\ngrid: [{workload.rate_per_s: 1}, 3]\n", "grid[1]"),
     "empty grid list": ("scenario: mm1-teaching\ngrid: {workload.rate_per_s: []}\n", "grid.workload.rate_per_s"),
 }  # fmt: skip
 
