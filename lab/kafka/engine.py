@@ -408,23 +408,35 @@ class KafkaRun:
                     consumer.resume(*consumer.paused())
                     paused = False
                     log.info("outage over: resuming %s consumer %d", service, c.index)
-                batch = consumer.poll(timeout_ms=100)
+                try:
+                    batch = consumer.poll(timeout_ms=100)
+                except KafkaError as exc:  # e.g. the broker is restarting: try again shortly
+                    log.info("%s consumer %d poll failed (%s); retrying", service, c.index, exc)
+                    self.stop.wait(0.2)
+                    continue
                 if consumer.assignment():
                     with self.lock:
                         self.assigned[service].add(c.index)
                 done: dict[Any, OffsetAndMetadata] = {}
-                for tp, recs in batch.items():
-                    for r in recs:
-                        self._handle(service, r)
-                        done[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
-                        if c.crash.is_set():
-                            # dies after processing, before committing: the group rebalances and
-                            # another consumer gets these events again
-                            log.info("crash: %s consumer %d dies with uncommitted events", service, c.index)
-                            c.crashed = True
-                            self.rec.count(STYLE, "consumer_crashes")
-                            consumer.close(autocommit=False)
-                            return
+                try:
+                    for tp, recs in batch.items():
+                        for r in recs:
+                            self._handle(service, r)
+                            done[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+                            if c.crash.is_set():
+                                # dies after processing, before committing: the group rebalances
+                                # and another consumer gets these events again
+                                log.info("crash: %s consumer %d dies with uncommitted events", service, c.index)
+                                c.crashed = True
+                                self.rec.count(STYLE, "consumer_crashes")
+                                consumer.close(autocommit=False)
+                                return
+                except KafkaError as exc:
+                    # could not hand an event on: rewind every partition of the batch to its
+                    # first unfinished record, so those come again (at-least-once)
+                    log.info("%s consumer %d: %s; rewinding the batch", service, c.index, exc)
+                    for tp, recs in batch.items():
+                        consumer.seek(tp, done[tp].offset if tp in done else recs[0].offset)
                 if done:
                     try:
                         self.producer.flush(timeout=self.opt.drain_timeout_s * 2)
@@ -592,6 +604,14 @@ class KafkaRun:
 
     # -- arrivals, monitor, faults --------------------------------------------------------
     def _arrivals(self) -> None:
+        try:
+            self._play_arrivals()
+        except Exception as exc:  # noqa: BLE001 - hand the error to the run
+            log.exception("arrivals failed")
+            self.errors.append(exc)
+            self.arrivals_done = True
+
+    def _play_arrivals(self) -> None:
         sc = self.sc
         streams = Streams(self.seed)
         order = sc.steps
