@@ -131,6 +131,21 @@ def test_outage_with_503_and_retries_recovers_every_workflow():
     assert res.summary.iloc[0].availability == 1.0
 
 
+def test_scenario_faults_section_hang_outage_ends_in_caller_timeouts():
+    faults = {"outages": [{"service": "b", "start_s": 1.0, "duration_s": 0.5, "mode": "hang"}]}
+    # a timeout well above the slowest normal call on a loaded 2-core box
+    sc = chain(rate=10.0, duration=3.0, orchestration={"timeout_ms": 1000}, faults=faults)
+    res = run_http(sc, seed=12)
+    wf = res.records
+    failed = wf[wf.status == "failed"]
+    assert len(failed) > 0 and set(failed.reason) == {"timeout:b"}
+    assert failed.started_s.min() >= 1.0 - 0.2 and failed.started_s.max() <= 1.5
+    assert (wf[wf.started_s > 1.7].status == "completed").all()
+    assert (wf.status != "in_flight").all()
+    took = res.steps[res.steps.service == "b"].pipe(lambda d: d[d.status == "failed"])
+    assert ((took.finished_s - took.started_s) >= 0.99).all()  # each waited out its timeout (loop clock: ms)
+
+
 def test_circuit_breaker_stops_calls_to_a_dead_service():
     sc = chain(rate=20.0, duration=2.0)
     dead = {"kind": "outage", "start_s": 0.0, "end_s": 1e9, "mode": "refuse"}

@@ -65,7 +65,7 @@ def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
     cal = fault_calendar(faults, list(sc.services), horizon, seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for row in cal.to_frame().itertuples(index=False):
-        if row.service not in sc.services and row.service != ORCHESTRATOR:
+        if row.service not in sc.services and row.service != ORCHESTRATOR and row.kind != "partition":
             continue
         if row.kind == "down":
             w = {"kind": "outage", "mode": row.value}
@@ -73,7 +73,13 @@ def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
             w = {"kind": "spike", "multiplier": float(row.value)}
         elif row.kind == "errors":
             w = {"kind": "errors", "failure_prob": float(row.value)}
-        else:  # partitions: not emulated on loopback
+        elif row.kind == "partition" and ORCHESTRATOR in (row.service, row.peer):
+            # cut off from the orchestrator: its calls go unanswered, as into a hung service
+            name = row.peer if row.service == ORCHESTRATOR else row.service
+            w = {"kind": "outage", "mode": "hang"}
+            out.setdefault(name, []).append({**w, "start_s": float(row.start_s), "end_s": float(row.end_s)})
+            continue
+        else:  # a partition from the broker: no broker in this engine
             continue
         out.setdefault(row.service, []).append({**w, "start_s": float(row.start_s), "end_s": float(row.end_s)})
     return out

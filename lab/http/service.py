@@ -18,8 +18,8 @@ Behaviour, from the scenario's ``Service`` entry:
 - Faults: ``faults`` is a list of windows in *scenario* seconds; the scenario clock is
   ``(monotonic() - t0) * compress``.  ``outage`` windows either close the listening socket
   and abort open connections (``mode: refuse``: clients see connection refused, like a
-  machine without power), answer 503 (``mode: 503``) or accept and answer nothing until
-  the window is over (``mode: hang``: the caller's timeout decides); ``spike`` windows multiply the
+  machine without power), answer 503 (``mode: 503``) or accept and never answer what
+  arrives in the window (``mode: hang``: the caller's timeout decides); ``spike`` windows multiply the
   service time; ``errors`` windows add to the failure probability.
 - Change propagation: ``POST /change`` records a change at the source (and, with
   ``push_to``, POSTs it to each subscriber's ``/webhook``, retrying until delivered);
@@ -82,9 +82,6 @@ class Windows:
             if a <= t < b:
                 return mode
         return None
-
-    def outage_end(self, t: float) -> float:
-        return max((b for a, b, _ in self.outages if a <= t < b), default=t)
 
     def multiplier(self, t: float) -> float:
         m = 1.0
@@ -234,8 +231,8 @@ class ServiceState:
         if mode is None:
             return None
         self.count("down")
-        if mode == "hang":
-            await asyncio.sleep((self.windows.outage_end(t) - t) / self.compress)
+        if mode == "hang":  # the request is gone: nothing ever answers (the caller's timeout decides)
+            await asyncio.Event().wait()
         return JSONResponse({"error": "outage"}, status_code=503)
 
     # -- handlers -----------------------------------------------------------------
