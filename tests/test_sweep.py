@@ -156,7 +156,9 @@ def test_sequential_equals_dask_local_cluster(mm1, sequential):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:  # fmt: skip
         threads = sweep(mm1, GRID, replications=3, seed=11, scheduler=client, progress=False)
+        by_address = sweep(mm1, GRID, replications=3, seed=11, scheduler=cluster.scheduler_address, progress=False)
     pd.testing.assert_frame_equal(sequential, threads)
+    pd.testing.assert_frame_equal(sequential, by_address)
 
 
 def test_sequential_equals_dask_local_processes(mm1, sequential, tmp_path):
