@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from lab.cli import main
 from lab.http.compare import compare_results
-from lab.result import RunResult
-from lab.scenario import load_scenario
 
 pytestmark = pytest.mark.http
 
 
-def fake(engine: str, p50: float, thr: float) -> RunResult:
-    sc = load_scenario("mm1-teaching")
+def fake(engine: str, p50: float, thr: float):
+    """A stand-in with what compare_results reads of a RunResult: engine and summary."""
     summary = pd.DataFrame(
         [{"style": "orchestration", "engine": engine, "latency_p50_s": p50, "latency_p95_s": 2 * p50,
           "latency_p99_s": 3 * p50, "throughput_per_s": thr, "availability": 1.0,
           "staleness_mean_s": math.nan, "wasted_polls": 0}]
     )  # fmt: skip
-    empty = pd.DataFrame()
-    return RunResult(sc, engine, 1, summary, empty, empty, empty, empty, empty)
+    return SimpleNamespace(engine=engine, summary=summary, seed=1)
 
 
 def test_compare_results_side_by_side_with_relative_difference():

@@ -27,7 +27,7 @@ from ..policies import DependencyPolicies, build_policies
 from ..records import Recorder
 from ..result import RunResult
 from ..rng import Streams, spawn
-from ..scenario import Scenario, Workload
+from ..scenario import Scenario, Workload, load_scenario
 from ..workload import arrival_times
 from .client import make_client
 from .fleet import ServiceFleet
@@ -133,6 +133,7 @@ def run_http(
     emulate_network: bool = True,
     max_connections: int | None = None,
     on_running: Any = None,
+    **overrides: Any,
 ) -> RunResult:
     """Run ``scenario`` for real: one uvicorn process per service on 127.0.0.1, driven by
     an httpx orchestrator; returns a :class:`lab.result.RunResult` (engine ``http``).
@@ -144,9 +145,10 @@ def run_http(
     with ``failure_prob``; scenario seconds) to those of the scenario's ``faults:``.
     ``drain_s`` bounds the wait for workflows still running after the last arrival (they
     are then recorded ``in_flight``).  ``on_running(fleet, style)`` is called from a
-    thread once the services are up (tests use it to kill one).
+    thread once the services are up (tests use it to kill one).  Other keywords are
+    scenario overrides (``duration_s=60``, ``**{"workload.rate_per_s": 5}``).
     """
-    sc = scenario
+    sc = scenario if not overrides else load_scenario(scenario, **overrides)
     seed = sc.seed if seed is None else int(seed)
     if compress <= 0:
         raise LabError("must be > 0", source="--compress", field=str(compress))
@@ -193,7 +195,7 @@ def run_http(
             end, lateness = _run_loop(
                 _drive(
                     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
-                    phases, on_running, orchestrator_down,
+                    phases, on_running, orchestrator_down, _series_every(sc, compress),
                 )
             )  # fmt: skip
             dead = fleet.dead()
@@ -208,7 +210,7 @@ def run_http(
         }
         if dead:
             log.warning("style %s: service(s) died during the run: %s", style, dead)
-    return _result(sc, rec, seed, chosen, end_s, compress, meta)
+    return _result(sc, rec, seed, chosen, end_s, compress, meta, _series_every(sc, compress))
 
 
 def _link(fleet: ServiceFleet, cfgs: dict[str, dict[str, Any]]) -> None:
@@ -225,6 +227,11 @@ def _link(fleet: ServiceFleet, cfgs: dict[str, dict[str, Any]]) -> None:
                 c.post(fleet.urls[name] + "/control/links", json=links).raise_for_status()
 
 
+def _series_every(sc: Scenario, compress: float) -> float:
+    """Sampling interval of the time series, in wall seconds (the simulation's rule)."""
+    return (sc.series_interval_s or max(0.1, sc.duration_s / 200.0)) / compress
+
+
 def _run_loop(coro):
     try:
         import uvloop
@@ -236,7 +243,7 @@ def _run_loop(coro):
 
 async def _drive(
     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running,
-    orchestrator_down,
+    orchestrator_down, series_every_s,
 ):
     async with make_client(transport, max_connections=max_connections) as client:
         # warm up: open a connection to every service and run its code paths once, so the
@@ -253,20 +260,37 @@ async def _drive(
             return await run_propagation(sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s)
         orch = Orchestrator(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
-            dead=fleet.dead, down=orchestrator_down, series_every_s=sc.series_interval_s or max(0.1, sc.duration_s / 200.0),
+            dead=fleet.dead, down=orchestrator_down, series_every_s=series_every_s,
         )  # fmt: skip
         end = await orch.run(arrivals, drain_s=drain_s)
         return end, orch.lateness
 
 
-def _result(sc, rec, seed, styles, end_s, compress, meta) -> RunResult:
-    """Summaries on the wall clock (duration and warm-up divided by ``compress``)."""
+def _result(sc, rec, seed, styles, end_s, compress, meta, series_every_s) -> RunResult:
+    """Summaries on the wall clock (duration and warm-up divided by ``compress``), with the
+    simulation's fault metrics and failure-propagation timeline (those need the fault
+    calendar on the records' clock: computed when ``compress`` is 1, else without windows)."""
+    import pandas as pd
+
+    from ..faults import fault_calendar
+    from ..metrics import fault_metrics, timeline
+
     wall = sc if compress == 1.0 else sc.replace(duration_s=sc.duration_s / compress, warmup_s=sc.warmup_s / compress)
-    res = RunResult.from_recorder(wall, rec, engine="http", seed=seed, styles=styles, end_s=end_s)
+    cal = None
+    if compress == 1.0 and not sc.faults.empty:
+        cal = fault_calendar(sc.faults, list(sc.services), sc.duration_s + max(60.0, 0.5 * sc.duration_s), seed)
+    names = list(sc.services)
+    extra, lines = {}, []
+    for style in styles:
+        extra[style] = {
+            **fault_metrics(rec, style, cal, names, wall.warmup_s, wall.duration_s),
+            "start_lateness_p99_s": meta["styles"][style]["start_lateness_p99_s"],
+        }
+        lines.append(timeline(rec, style, cal, names, series_every_s, end_s[style]))
+    res = RunResult.from_recorder(
+        wall, rec, engine="http", seed=seed, styles=styles, end_s=end_s, extra=extra,
+        timeline=pd.concat(lines, ignore_index=True),
+    )  # fmt: skip
     res.scenario = sc
     res.meta.update(meta)
-    for style in styles:
-        res.summary.loc[res.summary["style"] == style, "start_lateness_p99_s"] = meta["styles"][style][
-            "start_lateness_p99_s"
-        ]
     return res

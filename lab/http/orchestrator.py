@@ -82,6 +82,8 @@ class Orchestrator:
         mif = scenario.orchestration.max_in_flight
         self.slots = asyncio.Semaphore(mif) if mif is not None else None
         self.in_flight = 0
+        #: calls in flight per service, from the orchestrator's side (sampled as "queue":
+        #: waiting + in service + on the wire, the closest a client can see of a queue)
         self.outstanding = dict.fromkeys(scenario.steps, 0)
         self.lateness: list[float] = []
         self._late_max = 0.0
@@ -132,7 +134,7 @@ class Orchestrator:
             series.append(SeriesPoint(self.style, now, "start_lateness", "arrivals", self._late_max))
             self._late_max = 0.0
             for name, n in self.outstanding.items():
-                series.append(SeriesPoint(self.style, now, "outstanding", name, float(n)))
+                series.append(SeriesPoint(self.style, now, "queue", name, float(n)))
             await asyncio.sleep(self.series_every_s)
 
     async def _watch_dead(self) -> None:
@@ -286,6 +288,7 @@ class Orchestrator:
                 self.rec.steps.append(StepRecord(self.style, wid, name, started, self.now(), FAILED, attempt, NAN))
                 return outcome
             self.rec.count(self.style, f"retries:{name}")
+            self.rec.count(self.style, "retries")
             if delay > 0:
                 await asyncio.sleep(delay)
 
