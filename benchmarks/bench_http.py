@@ -1,7 +1,7 @@
 """HTTP engine benchmark: client transports, server stacks, the lab's own overhead, and the
 largest arrival rate the engine holds without falling behind its schedule.
 
-Run:  .venv/bin/python benchmarks/bench_http.py [--requests 3000] [--json out.json]
+Run:  .venv/bin/python benchmarks/bench_http.py [--requests 2000] [--sections clients,servers,overhead,rates] [--json out.json]
 
 Every figure is measured in this run, against one uvicorn service process on 127.0.0.1
 (the lab's own service app; ``GET /health`` is the trivial endpoint).  The machine's load
@@ -143,7 +143,7 @@ def engine_run(rate: float, duration: float, transport: str = "aiohttp") -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", type=int, default=3000, help="requests per client measurement")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per client measurement")
     ap.add_argument("--rates", default="100,250,500,1000,1500,2000,3000", help="arrival rates to try (per s)")
     ap.add_argument("--duration", type=float, default=4.0, help="seconds per engine run")
     ap.add_argument("--json", help="also write the figures to this file")
