@@ -449,8 +449,9 @@ def sweep(
     resume: bool = False,
     progress: bool = True,
     compact: bool = True,
+    load: bool = True,
     _source: str = "<grid>",
-) -> pd.DataFrame:
+) -> pd.DataFrame | None:
     """Run ``scenario`` at every point of ``grid``, ``replications`` times each.
 
     ``grid`` maps dotted scenario keys (``"workload.rate_per_s"``, ``"style"``) to a list
@@ -460,13 +461,16 @@ def sweep(
     (a ``.parquet`` directory) stores rows as runs finish; ``resume=True`` skips runs
     already stored there; ``compact`` merges the stored parts into one file when the
     sweep finishes.  ``progress=False`` hides the progress bar.  Returns the long-format
-    table sorted by ``run_id``.
+    table sorted by ``run_id``; with ``out`` and ``load=False``, nothing (for sweeps
+    bigger than memory: read the directory with ``pyarrow.dataset`` or ``dask.dataframe``).
     """
     plan = plan_sweep(scenario, grid, replications=replications, seed=seed, source=_source)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise LabError(f"workers must be a whole number >= 1 (got {workers!r})", source="--workers")
     if resume and out is None:
         raise LabError("resume needs an output path (out / --out)", source="--resume")
+    if not load and out is None:
+        raise LabError("load=False needs an output path (out)", source="load")
     all_keys = {k for ks in plan.keys for k in ks}
     store = None
     done: set[str] = set()
@@ -563,6 +567,8 @@ def sweep(
             store.close()
     log.info("sweep %s: %d runs in %.1f s, %d failed", plan.base.name, plan.n_runs, time.perf_counter() - t0, n_failed)
     if store is not None:
+        if not load:
+            return None
         df = read_sweep(out, keys=all_keys)
     else:
         df = pd.DataFrame(kept).sort_values("run_id", kind="stable").reset_index(drop=True)
@@ -762,8 +768,11 @@ def cli_sweep(args: argparse.Namespace) -> int:
         out=out,
         resume=args.resume,
         progress=not args.no_progress,
+        load=out is None,  # a stored sweep is not read back whole: it may not fit in memory
         _source=spec.source,
     )
+    if df is None:
+        df = read_sweep(out, columns=["run_id", "error", "key"])
     failed = int(df.drop_duplicates("run_id")["error"].notna().sum()) if len(df) else 0
     runs = df["run_id"].nunique() if len(df) else 0
     where = f" -> {out}" if out else ""

@@ -114,7 +114,7 @@ class SweepStore:
     def close(self) -> None:
         self.flush()
 
-    def compact(self, max_rows: int = 1_000_000) -> None:
+    def compact(self, max_rows: int = 200_000) -> None:
         """Merge the parts into one file when they are small (a finished sweep that
         notebooks read).  The merged part is in place before the old ones go; a crash in
         between leaves duplicate rows that :func:`read_sweep` drops."""
@@ -142,9 +142,10 @@ class SweepStore:
         self.close()
 
 
-def read_sweep(path: str | Path, *, keys: set[str] | None = None) -> pd.DataFrame:
+def read_sweep(path: str | Path, *, keys: set[str] | None = None, columns: list[str] | None = None) -> pd.DataFrame:
     """Read a stored sweep (a directory of parts, or one Parquet file) as a DataFrame
-    sorted by ``run_id``; with ``keys``, only those runs."""
+    sorted by ``run_id``; with ``keys``, only those runs; with ``columns``, only those
+    columns (``key`` and ``style`` are read as well when present, to drop duplicates)."""
     path = Path(path)
     if not path.exists():
         raise LabError("no such sweep", source=str(path))
@@ -153,7 +154,11 @@ def read_sweep(path: str | Path, *, keys: set[str] | None = None) -> pd.DataFram
         return pd.DataFrame()
     import pyarrow.dataset as ds
 
-    table = ds.dataset(files, format="parquet").to_table()
+    dataset = ds.dataset(files, format="parquet")
+    if columns is not None:
+        extra = [c for c in ("key", "style") if c in dataset.schema.names and c not in columns]
+        columns = [*columns, *extra]
+    table = dataset.to_table(columns=columns)
     df = table.to_pandas()
     if keys is not None:
         df = df[df["key"].isin(keys)]

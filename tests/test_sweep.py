@@ -180,6 +180,11 @@ def test_out_streams_parts_and_reads_back(mm1, sequential, tmp_path):
     assert sorted(_stored_keys(out)) == sorted(df["key"])
     with pytest.raises(LabError, match="resume"):
         sweep(mm1, GRID, replications=3, seed=11, workers=1, out=out, progress=False)
+    # bigger than memory: nothing is read back; the store holds the same rows
+    out2 = tmp_path / "noload.parquet"
+    assert sweep(mm1, GRID, replications=3, seed=11, workers=2, out=out2, progress=False, load=False) is None
+    pd.testing.assert_frame_equal(read_sweep(out2), read_sweep(out))
+    assert read_sweep(out2, columns=["run_id"]).columns.tolist() == ["run_id", "key", "style"]
 
 
 def test_resume_skips_finished_runs(mm1, sequential, tmp_path):
