@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,6 @@ from .scenario import Scenario
 TABLES = ("records", "steps", "polls", "events", "series", "summary", "timeline")
 
 
-@dataclass
 class RunResult:
     """What a run produced, in the same schema for every engine.
 
@@ -27,24 +26,52 @@ class RunResult:
     metrics are defined in :mod:`lab.metrics`); ``timeline``: per style, service and time
     bucket, the state (up/degraded/down), queue, lag and failures - the failure-propagation
     picture.
+
+    The tables are built from the engine's plain records the first time they are read
+    (pandas only at the edge): a sweep that keeps only the summary never pays for them.
     """
 
-    scenario: Scenario
-    engine: str
-    seed: int
-    summary: pd.DataFrame
-    records: pd.DataFrame
-    steps: pd.DataFrame
-    polls: pd.DataFrame
-    events: pd.DataFrame
-    series: pd.DataFrame
-    timeline: pd.DataFrame = field(default_factory=pd.DataFrame)
-    meta: dict = field(default_factory=dict)
+    def __init__(
+        self, scenario: Scenario, engine: str, seed: int, summary: pd.DataFrame, *,
+        recorder: Recorder | None = None, tables: dict[str, pd.DataFrame] | None = None,
+        timeline: pd.DataFrame | Callable[[], pd.DataFrame] | None = None, meta: dict | None = None,
+    ):  # fmt: skip
+        self.scenario = scenario
+        self.engine = engine
+        self.seed = seed
+        self.summary = summary
+        self.meta = meta or {}
+        self._recorder = recorder
+        self._tables: dict[str, pd.DataFrame] = dict(tables or {})
+        self._timeline = timeline
+
+    def _frame(self, name: str) -> pd.DataFrame:
+        if name not in self._tables:
+            if self._recorder is None:
+                raise LabError(f"this result has no {name} table")
+            frames = self._recorder.frames()
+            self._tables.update(records=frames["workflows"], **{k: v for k, v in frames.items() if k != "workflows"})
+        return self._tables[name]
+
+    records = property(lambda self: self._frame("records"), doc="one row per workflow")
+    steps = property(lambda self: self._frame("steps"), doc="one row per step")
+    polls = property(lambda self: self._frame("polls"), doc="one row per poll")
+    events = property(lambda self: self._frame("events"), doc="one row per event and consumer group")
+    series = property(lambda self: self._frame("series"), doc="time series, long format")
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        if callable(self._timeline):
+            self._timeline = self._timeline()
+        return self._timeline if self._timeline is not None else pd.DataFrame()
+
+    def __repr__(self) -> str:
+        return f"RunResult({self.scenario.name!r}, engine={self.engine!r}, seed={self.seed}, styles={list(self.summary['style'])})"
 
     @classmethod
     def from_recorder(
         cls, scenario: Scenario, rec: Recorder, *, engine: str, seed: int, styles: list[str], end_s: dict[str, float],
-        extra: dict[str, dict] | None = None, timeline: pd.DataFrame | None = None,
+        extra: dict[str, dict] | None = None, timeline: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
     ) -> RunResult:
         rows = []
         for style in styles:
@@ -56,13 +83,7 @@ class RunResult:
             if extra and style in extra:
                 row.update(extra[style])
             rows.append(row)
-        frames = rec.frames()
-        return cls(
-            scenario=scenario, engine=engine, seed=seed, summary=summary_frame(rows),
-            records=frames["workflows"], steps=frames["steps"], polls=frames["polls"],
-            events=frames["events"], series=frames["series"],
-            timeline=timeline if timeline is not None else pd.DataFrame(),
-        )  # fmt: skip
+        return cls(scenario, engine, seed, summary_frame(rows), recorder=rec, timeline=timeline)  # fmt: skip
 
     def table(self, name: str) -> pd.DataFrame:
         return getattr(self, name)
@@ -105,7 +126,9 @@ class RunResult:
                 raise LabError(f"missing {name} table", source=str(out))
         sc = load_scenario(out / "scenario.yaml")
         extra_meta = {k: v for k, v in meta.items() if k not in ("engine", "seed")}
-        return cls(scenario=sc, engine=meta["engine"], seed=meta["seed"], meta=extra_meta, **tables)
+        summary = tables.pop("summary")
+        timeline = tables.pop("timeline")
+        return cls(sc, meta["engine"], meta["seed"], summary, tables=tables, timeline=timeline, meta=extra_meta)
 
 
 def _extras(rec: Recorder, sc: Scenario, style: str) -> dict[str, float]:

@@ -51,11 +51,11 @@ def simulate(
         engine.run()
         end_s[style] = engine.end_s
         extra[style] = fault_metrics(rec, style, engine.cal, names, sc.warmup_s, sc.duration_s)
-        lines.append(timeline(rec, style, engine.cal, names, bucket, engine.end_s))
+        lines.append((style, engine.cal, engine.end_s))
         log.debug("simulated %s/%s seed=%s until t=%.1f", sc.name, style, seed, engine.end_s)
     return RunResult.from_recorder(
         sc, rec, engine="sim", seed=seed, styles=chosen, end_s=end_s, extra=extra,
-        timeline=pd.concat(lines, ignore_index=True),
+        timeline=lambda: pd.concat([timeline(rec, st, cal, names, bucket, end) for st, cal, end in lines], ignore_index=True),
     )  # fmt: skip
 
 

@@ -148,7 +148,7 @@ class Broker:
 
     def publish(self, topic: str, key: int, payload: Any = None) -> Message:
         """Append to the topic's partition now; deliver to each group after the delay."""
-        p = partition_of(key, self.partitions)
+        p = ((key * KNUTH) & 0xFFFFFFFF) % self.partitions
         k = (topic, p)
         off = self.offsets.get(k, 0)
         self.offsets[k] = off + 1

@@ -136,6 +136,24 @@ class SimEngine:
         self.poisoned: dict[tuple[int, str], bool] = {}
         self.producer_buffered = 0
         self._active: set[str] = set()
+        self._net_zero = net.latency_ms == 0 and net.jitter_ms == 0
+        self._broker_s = sc.broker.latency_ms / 1000.0
+        self._queue_limit = {n: s.queue_limit for n, s in sc.services.items()}
+        self._failure_prob = {n: s.failure_prob for n, s in sc.services.items()}
+        # calls that need none of the policies take a short path (same numbers, fewer steps)
+        self._plain = {
+            n: (
+                p.breaker is None and p.bulkhead is None and p.budget is None and p.fallback is None
+                and p.retry.retries == 0 and p.timeout.per_call_ms is None and p.timeout.overall_ms is None
+                and sc.services[n].job is None
+            )
+            for n, p in self.pol.items()
+        }  # fmt: skip
+        self._track_executions = {n: p.retry.retries > 0 for n, p in self.pol.items()}
+        self._all_plain = (
+            self.cal is None and self.slots is None and sc.orchestration.mode == "central"
+            and sc.propagation is None and all(self._plain[n] for n in sc.steps)
+        )  # fmt: skip
 
     # -- small helpers --------------------------------------------------------------
     def hop(self) -> float:
@@ -145,7 +163,9 @@ class SimEngine:
         return d
 
     def _broker_delay(self) -> float:
-        return self.hop() + self.sc.broker.latency_ms / 1000.0 + self.hop()
+        if self._net_jitter is None:
+            return 2 * self._net_const + self._broker_s
+        return self.hop() + self._broker_s + self.hop()
 
     def count(self, name: str, by: float = 1.0) -> None:
         self.rec.count(self.style, name, by)
@@ -286,7 +306,7 @@ class SimEngine:
     def _start_flow(self, wf: _Workflow) -> None:
         self.open_workflows[wf.wid] = wf
         if self.n_core > 0:
-            self.env.process(self._orchestrate(wf))
+            self.env.process(self._orchestrate_plain(wf) if self._all_plain else self._orchestrate(wf))
         else:
             wf.response = self.env.now
             self.env.process(self._publish(wf, "workflow.requested", producer=None))
@@ -334,6 +354,66 @@ class SimEngine:
             wf.response = env.now
             yield from self._publish(wf, "core.done", producer=ORCHESTRATOR)
 
+    def _orchestrate_plain(self, wf: _Workflow):
+        """:meth:`_orchestrate` for the common case (no faults, no policies, no jobs, no
+        slot limit), inlined: the same events in the same order, fewer generator frames."""
+        env = self.env
+        net = not self._net_zero
+        hop = self.hop
+        style = self.style
+        steps = self.rec.steps
+        idx = self.step_index
+        requests = self.requests
+        busy = self.busy_s
+        stages = self.sc.stages
+        for k in range(self.n_core):
+            stage = stages[k]
+            if len(stage) > 1:
+                procs = [env.process(self._call(wf, name)) for name in stage]
+                yield simpy.AllOf(env, procs)
+                for name, p in zip(stage, procs, strict=True):
+                    if p.value != OK:
+                        self._fail(wf, f"{p.value}:{name}")
+                        return
+                continue
+            name = stage[0]
+            service_s, u, _job = wf.draws[idx[name]]
+            started = env.now
+            if net:
+                d = hop()
+                if d > 0:
+                    yield env.timeout(d)
+            requests[name] += 1
+            res = self.resources[name]
+            limit = self._queue_limit[name]
+            if limit is not None and len(res.queue) >= limit and res.count >= res.capacity:
+                outcome = REFUSED
+            else:
+                req = res.request()
+                yield req
+                if service_s > 0:
+                    yield env.timeout(service_s)
+                res.release(req)
+                busy[name] += service_s
+                outcome = ERROR if u < self._failure_prob[name] else OK
+            if net:
+                d = hop()
+                if d > 0:
+                    yield env.timeout(d)
+            if outcome != OK:
+                self._record_step(wf, name, started, FAILED, 1, NAN, outcome)
+                self._fail(wf, f"{outcome}:{name}")
+                return
+            steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, 1, NAN))
+        if self.n_core == len(stages):
+            self._finish(wf, COMPLETED)
+        else:
+            wf.response = env.now
+            if self.ev.outbox.enabled:
+                yield from self._publish(wf, "core.done", producer=ORCHESTRATOR)
+            else:
+                self.broker.publish("core.done", wf.wid)
+
     def _wait_if_down(self, name: str, peer: str):
         """Arriving at ``name``: REFUSED at once if it refuses connections; if it is
         without power or cut off (``hang``), nothing answers and the request is gone: the
@@ -354,42 +434,47 @@ class SimEngine:
     def _request(self, name: str, service_s: float, key: int = -1, serve_extra=None, peer: str = ORCHESTRATOR):
         """One request: hop, queue, serve, hop back.  Returns (outcome, served_at)."""
         env = self.env
-        d = self.hop()
-        if d > 0:
-            yield env.timeout(d)
+        net = not self._net_zero
+        if net:
+            d = self.hop()
+            if d > 0:
+                yield env.timeout(d)
         self.requests[name] += 1
-        if self.cal is not None:
+        cal = self.cal
+        if cal is not None:
             gate = yield from self._wait_if_down(name, peer)
             if gate != OK:
-                if d > 0:
+                if net:
                     yield env.timeout(self.hop())
                 return gate, env.now
         res = self.resources[name]
-        limit = self.sc.services[name].queue_limit
+        limit = self._queue_limit[name]
         if limit is not None and len(res.queue) >= limit and res.count >= res.capacity:
-            if d > 0:
+            if net:
                 yield env.timeout(self.hop())
             return REFUSED, env.now
         outcome = OK
         with res.request() as req:
             yield req
-            if self.cal is not None and self.cal.is_down(name, env.now):
+            if cal is not None and cal.is_down(name, env.now):
                 # the service died while the request waited: the connection is reset
                 outcome = ERROR
             else:
-                service_s *= self._slowdown(name)
+                if cal is not None:
+                    service_s *= cal.latency_multiplier(name, env.now)
                 if service_s > 0:
                     yield env.timeout(service_s)
                 self.busy_s[name] += service_s
-                if key >= 0:
+                if key >= 0 and self._track_executions[name]:
                     k = (key, name)
                     self.executions[k] = self.executions.get(k, 0) + 1
                 if serve_extra is not None:  # chain mode: call onward while holding this worker
                     outcome = yield from serve_extra()
         served = env.now
-        d = self.hop()
-        if d > 0:
-            yield env.timeout(d)
+        if net:
+            d = self.hop()
+            if d > 0:
+                yield env.timeout(d)
         return outcome, served
 
     def _with_timeout(self, gen, timeout_s: float | None):
@@ -409,10 +494,20 @@ class SimEngine:
 
         Returns the outcome (``ok`` or why it failed)."""
         env = self.env
-        svc = self.sc.services[name]
-        pol = self.pol[name]
         i = self.step_index[name]
         service_s, u, job_s = wf.draws[i]
+        if self._plain[name]:
+            started = env.now
+            outcome, _served = yield from self._request(name, service_s, wf.wid, serve_extra)
+            if outcome == OK and (u < self._failure_prob[name] if self.cal is None else self._fails(name, u)):
+                outcome = ERROR
+            if outcome == OK:
+                self.rec.steps.append(StepRecord(self.style, wf.wid, name, started, env.now, COMPLETED, 1, NAN))
+                return OK
+            self._record_step(wf, name, started, FAILED, 1, NAN, outcome)
+            return outcome
+        svc = self.sc.services[name]
+        pol = self.pol[name]
         deadline = pol.timeout.start(env.now)
         attempt = 0
         started = env.now
@@ -700,7 +795,49 @@ class SimEngine:
             self.rec.steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, failures + 1, NAN))
             yield from self._step_done(wf, name, last, out_topic)
 
-        return handler
+        plain = (
+            retention is None and self.cal is None and ev.poison_rate == 0 and svc.job is None
+            and not (prev_stage is not None and len(prev_stage) > 1)
+        )  # fmt: skip
+        if not plain:
+            return handler
+        # the short path: no faults, no poison, no join, no job (same numbers, fewer steps)
+        p_fail = svc.failure_prob
+        direct = not ev.outbox.enabled
+        steps = self.rec.steps
+        failures_of = self.failures
+        n_last = len(stages[-1])
+        publish = self.broker.publish
+
+        def plain_handler(msg: Message):
+            wf = open_wf.get(msg.key)
+            if wf is None:
+                events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
+                return
+            started = env.now
+            failures = failures_of.get((msg.key, name), 0) if failures_of else 0
+            if failures:
+                service_s, u = self.retry_time[name](), self.retry_coin[name]()
+            else:
+                service_s, u, _job = wf.draws[i]
+            if service_s > 0:
+                yield env.timeout(service_s)
+            self.busy_s[name] += service_s
+            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
+            if u < p_fail:
+                yield from self._after_failure(wf, name, msg, started)
+                return
+            steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, failures + 1, NAN))
+            if last:
+                wf.done_services.add(name)
+                if len(wf.done_services) == n_last and not wf.failed:
+                    self._finish(wf, COMPLETED)
+            elif direct:
+                publish(out_topic, wf.wid)
+            else:
+                yield from self._publish(wf, out_topic, producer=name)
+
+        return plain_handler
 
     def _after_failure(self, wf: _Workflow, name: str, msg: Message, started: float):
         env = self.env
