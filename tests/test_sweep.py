@@ -402,3 +402,19 @@ def test_cli_runs_and_resumes(tmp_path):
     r = _cli(str(p), "--resume", "--replications", "3", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(_stored_keys(tmp_path / "out/s.parquet")) == 6
+
+
+def test_sweep_ci_covers_mm1_theory():
+    """Replications are independent draws: their t interval covers the M/M/1 mean response
+    time 1/(mu - lambda) at every load, and narrows as replications grow."""
+    base = lab.load_scenario("mm1-teaching", duration_s=600, warmup_s=60)
+    grid = {"workload.rate_per_s": [3.0, 5.0]}  # mu = 10/s
+    df = sweep(base, grid, replications=8, seed=2026, workers=2, progress=False)
+    ci = sweep_ci(df, ["latency_mean_s"], level=0.999).set_index("workload.rate_per_s")
+    for lam in (3.0, 5.0):
+        theory = 1 / (10 - lam)
+        row = ci.loc[lam]
+        assert row["ci_low"] <= theory <= row["ci_high"], (lam, theory, row.to_dict())
+        assert row["half_width"] < 0.15 * theory
+    few = sweep_ci(df[df.replication < 3], ["latency_mean_s"], level=0.999).set_index("workload.rate_per_s")
+    assert (few["half_width"] > ci["half_width"]).all()
