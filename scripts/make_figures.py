@@ -131,6 +131,18 @@ def sweep_ci(out: Path) -> Path | None:
     return _save(fig, "sweep_ci", out)
 
 
+def loadshedding_sweep(out: Path) -> Path | None:
+    stored = ROOT / "data" / "sweeps" / "retail-loadshedding-stage-x-style.parquet"
+    if not stored.exists():
+        log.warning("skipping loadshedding_sweep: %s is not there", stored)
+        return None
+    ci = lab.sweep_ci(lab.read_sweep(stored), metrics=["availability"])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    plots.plot_sweep_ci(ci, ax=ax, x="faults.load_shedding.stage", metric="availability",
+                        xlabel="load-shedding stage", title="retail sales completed under load-shedding, 95% CI")
+    return _save(fig, "loadshedding_sweep", out)
+
+
 FIGURES = {
     "latency_cdf": latency_cdf,
     "polling_tradeoff": polling_tradeoff,
@@ -139,6 +151,7 @@ FIGURES = {
     "loadshedding_backlog": loadshedding_backlog,
     "saturation": saturation,
     "sweep_ci": sweep_ci,
+    "loadshedding_sweep": loadshedding_sweep,
 }
 
 
