@@ -184,3 +184,22 @@ def test_failed_events_retry_topic_then_dead_letter_match_theory(bootstrap):
     assert res.meta["groups"]["stock"]["produced"] == n + res.meta["retries"]
     assert res.meta["groups"]["invoice"]["produced"] == n  # the parallel branch never saw the retries
     assert res.meta["groups"]["notify"]["produced"] == (n - row["failed"]) + n  # the join: stock's successes + invoice
+
+
+def test_change_propagation_pushes_every_change_to_every_subscriber(bootstrap):
+    sc = load_scenario({
+        "name": "kafka-push", "duration_s": 6.0, "style": "events", "seed": 4,
+        "workload": {"rate_per_s": 8.0},
+        "services": {"crm": {"service_time": 20}, "a": {"service_time": 10}, "b": {"service_time": 10, "concurrency": 2}},
+        "propagation": {"source": "crm", "subscribers": ["a", "b"]},
+        "broker": {"partitions": 2},
+    })  # fmt: skip
+    res = run_kafka(sc, seed=4, bootstrap=bootstrap, time_scale=SCALE)
+    n = _n_arrivals(sc, 4)
+    row = res.summary.iloc[0]
+    assert row["lost"] == 0 and row["completed"] == n
+    st = res.steps
+    assert (st.groupby("service").size() == n).all()
+    # pushed: a subscriber knows a change after its own work (10 ms), never before
+    assert (st.staleness_s >= 0.010 - 1e-9).all()
+    assert row["polls"] == 0

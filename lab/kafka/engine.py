@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 STYLE = "events"
 REQUESTED = "workflow.requested"
+CHANGES = "changes"
 DEAD_LETTER = "dead-letter"
 
 
@@ -217,8 +218,6 @@ class KafkaRun:
             raise LabError("must be > 0", source="--time-scale", field=str(time_scale))
         if not compress > 0:
             raise LabError("must be > 0", source="--compress", field=str(compress))
-        if scenario.propagation is not None:
-            raise LabError("the Kafka engine runs flows; change propagation is not supported yet", source=scenario.name, field="propagation")
         self.sc = scenario
         self.seed = int(seed)
         self.bootstrap = bootstrap
@@ -235,7 +234,12 @@ class KafkaRun:
                                source="faults", field="broker")  # fmt: skip
         self.rec = Recorder()
         self.prefix = f"lab.{_safe(scenario.name)}.{uuid.uuid4().hex[:8]}"
-        self.stages = scenario.stages
+        if scenario.propagation is None:
+            self.stages, self.first_event = scenario.stages, REQUESTED
+        else:  # change propagation: the source publishes each change; every subscriber applies it
+            self.stages, self.first_event = [list(scenario.propagation.subscribers)], CHANGES
+        self.steps = [n for st in self.stages for n in st]
+        self.propagation = scenario.propagation is not None
         self.stage_of = {n: k for k, st in enumerate(self.stages) for n in st}
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -243,11 +247,11 @@ class KafkaRun:
         self.open = 0
         self.arrivals_done = False
         self.produced: dict[str, set[int]] = {}  # topic -> workflow ids acknowledged by the broker
-        self.processed: dict[str, set[tuple[str, int]]] = {n: set() for n in scenario.steps}  # the idempotency store
-        self.seen: dict[str, set[tuple[str, int]]] = {n: set() for n in scenario.steps}
+        self.processed: dict[str, set[tuple[str, int]]] = {n: set() for n in self.steps}  # the idempotency store
+        self.seen: dict[str, set[tuple[str, int]]] = {n: set() for n in self.steps}
         self.join_hits: dict[tuple[str, int], set[str]] = {}
-        self.consumers: dict[str, list[_Consumer]] = {n: [] for n in scenario.steps}
-        self.assigned: dict[str, set[int]] = {n: set() for n in scenario.steps}
+        self.consumers: dict[str, list[_Consumer]] = {n: [] for n in self.steps}
+        self.assigned: dict[str, set[int]] = {n: set() for n in self.steps}
         self.paused: dict[str, list[tuple[float, float]]] = {}
         self.errors: list[BaseException] = []
         self.t0 = 0.0
@@ -297,7 +301,7 @@ class KafkaRun:
 
     def in_topics(self, service: str) -> list[str]:
         k = self.stage_of[service]
-        topics = [self.topic(REQUESTED)] if k == 0 else [self.topic(f"{s}.done") for s in self.stages[k - 1]]
+        topics = [self.topic(self.first_event)] if k == 0 else [self.topic(f"{s}.done") for s in self.stages[k - 1]]
         if self.events_cfg.retry_topic:
             topics.append(self.topic(f"{service}.retry"))
         return topics
@@ -320,10 +324,10 @@ class KafkaRun:
     def _create_topics(self) -> list[str]:
         from kafka import KafkaAdminClient
 
-        names = [self.topic(REQUESTED), self.topic(DEAD_LETTER)]
-        names += [t for n in self.sc.steps if (t := self.out_topic(n)) is not None]
+        names = [self.topic(self.first_event), self.topic(DEAD_LETTER)]
+        names += [t for n in self.steps if (t := self.out_topic(n)) is not None]
         if self.events_cfg.retry_topic:
-            names += [self.topic(f"{n}.retry") for n in self.sc.steps]
+            names += [self.topic(f"{n}.retry") for n in self.steps]
         self.admin = KafkaAdminClient(client_id=f"{self.prefix}.admin", **self._common())
         spec = {t: {"num_partitions": self.sc.broker.partitions, "replication_factor": 1} for t in names}
         self.admin.create_topics(spec, timeout_ms=30000, wait_for_metadata=True)
@@ -516,7 +520,9 @@ class KafkaRun:
             # completion event when done, while the consumer moves on
             self.job_pools[service].submit(self._job, wf, service, self.now_s(start_wall), job_s, ev["t0"], attempt + 1)
         else:
-            self.rec.steps.append(StepRecord(STYLE, wid, service, self.now_s(start_wall), finished, COMPLETED, attempt + 1, NAN))
+            # for change propagation: how stale the subscriber was (change made until applied)
+            stale = finished - self.now_s(wf.start_wall) if self.propagation else NAN
+            self.rec.steps.append(StepRecord(STYLE, wid, service, self.now_s(start_wall), finished, COMPLETED, attempt + 1, stale))
             self._step_done(wf, service, ev["t0"])
         self._processed(service, eid)
 
@@ -599,7 +605,8 @@ class KafkaRun:
         t = self.now_s(now)
         start = self.now_s(wf.start_wall)
         self.rec.workflows.append(
-            WorkflowRecord(STYLE, wf.wid, start, t if status == COMPLETED else NAN, status, reason, t if status == COMPLETED else NAN)
+            WorkflowRecord(STYLE, wf.wid, start, t if status == COMPLETED else NAN, status, reason,
+                           start if self.propagation else (t if status == COMPLETED else NAN))
         )
 
     # -- arrivals, monitor, faults --------------------------------------------------------
@@ -614,11 +621,11 @@ class KafkaRun:
     def _play_arrivals(self) -> None:
         sc = self.sc
         streams = Streams(self.seed)
-        order = sc.steps
+        order = self.steps
         samplers = {n: Sampler(sc.services[n].service_time, streams.get(f"svc:{n}")) for n in order}
         jobs = {n: Sampler(sc.services[n].job, streams.get(f"job:{n}")) for n in order if sc.services[n].job is not None}
         coins = {n: Uniforms(streams.get(f"fail:{n}")) for n in order}
-        topic = self.topic(REQUESTED)
+        topic = self.topic(self.first_event)
         wid = 0
         for t in arrival_times(_wall_workload(sc.workload, self.compress), self.horizon, streams):
             if self.stop.is_set():
@@ -648,7 +655,7 @@ class KafkaRun:
         interval = self.sc.series_interval_s / self.compress if self.sc.series_interval_s else max(0.5, self.horizon / 100.0)
         every = interval * self.scale
         probe = None
-        groups = {self.group(n): n for n in self.sc.steps}
+        groups = {self.group(n): n for n in self.steps}
         while not self.stop.wait(every):
             now = self.now_s()
             with self.lock:
@@ -657,7 +664,7 @@ class KafkaRun:
                 if probe is None:
                     probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", enable_auto_commit=False, **self._common())
                 committed = self.admin.list_group_offsets(list(groups))
-                tps = [TopicPartition(t, p) for n in self.sc.steps for t in self.in_topics(n) for p in range(self.sc.broker.partitions)]
+                tps = [TopicPartition(t, p) for n in self.steps for t in self.in_topics(n) for p in range(self.sc.broker.partitions)]
                 ends = probe.end_offsets(list(set(tps)))
                 for g, n in groups.items():
                     offs = committed.get(g, {})
@@ -716,7 +723,7 @@ class KafkaRun:
         with self.lock:
             if not self.arrivals_done or self.open > 0:
                 return False
-            for n in self.sc.steps:
+            for n in self.steps:
                 want = {(t[len(self.prefix) + 1 :], w) for t in self.in_topics(n) for w in self.produced.get(t, ())}
                 if not want <= self.processed[n]:
                     return False
@@ -729,7 +736,7 @@ class KafkaRun:
         fault_threads = self._schedule_faults()
         self.t0 = time.time() + 3600.0  # outages stay in the future until the clock starts
         try:
-            for n in self.sc.steps:
+            for n in self.steps:
                 for _ in range(self.sc.consumers_of(n)):
                     self._start_consumer(n)
             self._wait_joined()
@@ -764,7 +771,7 @@ class KafkaRun:
         if self.opt.delete_topics:
             try:
                 self.admin.delete_topics(topics, timeout_ms=30000)
-                self.admin.delete_groups([self.group(n) for n in self.sc.steps])
+                self.admin.delete_groups([self.group(n) for n in self.steps])
             except Exception as exc:  # noqa: BLE001 - cleaning up is best effort
                 log.debug("cleanup failed: %s", exc)
         self.admin.close()
@@ -774,7 +781,7 @@ class KafkaRun:
         deadline = time.time() + self.opt.join_timeout_s
         while time.time() < deadline and not self.errors:
             with self.lock:
-                ok = all(len(self.assigned[n]) >= min(self.sc.consumers_of(n), self.sc.broker.partitions) for n in self.sc.steps)
+                ok = all(len(self.assigned[n]) >= min(self.sc.consumers_of(n), self.sc.broker.partitions) for n in self.steps)
             if ok:
                 return
             time.sleep(0.1)
@@ -786,7 +793,7 @@ class KafkaRun:
         """lost = produced (acknowledged) on a topic a group reads, never processed by it."""
         lost = 0
         per_group: dict[str, dict[str, int]] = {}
-        for n in self.sc.steps:
+        for n in self.steps:
             want = {(t[len(self.prefix) + 1 :], w) for t in self.in_topics(n) for w in self.produced.get(t, ())}
             missing = want - self.processed[n]
             lost += len(missing)
