@@ -53,3 +53,14 @@ def test_status_when_nothing_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("LAB_KAFKA_STATE_DIR", str(tmp_path))
     st = broker.status()
     assert not st.running and st.line() == "kafka: not running"
+
+
+def test_stale_state_with_a_reused_pid_is_not_a_broker(monkeypatch, tmp_path):
+    import json
+    import os
+
+    monkeypatch.setenv("LAB_KAFKA_STATE_DIR", str(tmp_path))
+    state = {"pid": os.getpid(), "port": 1, "controller_port": 2, "data_dir": str(tmp_path / "data"),
+             "home": str(tmp_path), "version": broker.KAFKA_VERSION, "heap": "512m"}  # fmt: skip
+    (tmp_path / "state.json").write_text(json.dumps(state))
+    assert broker.running() is None  # this pid is pytest, not kafka.Kafka

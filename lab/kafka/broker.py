@@ -185,10 +185,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _is_kafka(pid: int) -> bool:
+    """Whether ``pid`` runs ``kafka.Kafka`` (a stale state file's pid may have been reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc here: trust the pid
+    return b"kafka.Kafka" in cmdline
+
+
 def running() -> BrokerInfo | None:
     """The lab's broker if its process is alive, else None."""
     info = read_state()
-    if info is not None and pid_alive(info.pid):
+    if info is not None and pid_alive(info.pid) and _is_kafka(info.pid):
         return info
     return None
 
