@@ -122,7 +122,8 @@ def sweep_ci(out: Path) -> Path | None:
     if not stored.exists():
         log.warning("skipping sweep_ci: %s is not there (run `lab sweep examples/sweeps/crm-sync-poll-vs-rate.yaml`)", stored)
         return None
-    ci = lab.sweep_ci(lab.read_sweep(stored), metrics=["staleness_mean_s"])
+    runs = lab.read_sweep(stored).drop_duplicates(["run_id", "style"])  # one row per run and style
+    ci = lab.sweep_ci(runs, metrics=["staleness_mean_s"])
     at = ci[ci["workload.rate_per_s"] == sorted(ci["workload.rate_per_s"].unique())[1]]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     plots.plot_sweep_ci(at, ax=ax, x="propagation.poll_interval_ms", metric="staleness_mean_s",

@@ -731,6 +731,10 @@ def nb_07_sweeps():
         if STORED.exists():
             runs = lab.read_sweep(STORED)
             print(f"read {len(runs)} rows from {STORED.relative_to(ROOT)}")
+            dups = int(runs.duplicated(["run_id", "style"]).sum())
+            if dups:  # one row per run and style is the contract; say so if the file breaks it
+                print(f"note: {dups} rows repeat a (run_id, style) already read; keeping the first of each")
+                runs = runs.drop_duplicates(["run_id", "style"]).reset_index(drop=True)
         else:
             runs = lab.sweep("crm-sync", {"propagation.poll_interval_ms": [5000, 30000, 60000],
                                           "workload.rate_per_s": [0.05, 0.8]},
