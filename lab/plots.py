@@ -40,16 +40,22 @@ def plot_latency_cdf(records: pd.DataFrame, *, ax=None, column: str = "latency",
     done = records[records["status"] == "completed"]
     end = done["finished_s"] if column == "latency" else done["response_s"]
     values_all = end - done["started_s"]
+    positive = values_all[values_all > 0]
+    # on a log axis 0 has no place: zeros (an immediate answer) are drawn at a floor just left
+    # of the smallest positive value, and the legend says so
+    floor = max(float(positive.min()) / 2, 1e-6) if len(positive) else 1e-6
     for style in _styles(done):
         v = np.sort(values_all[done["style"] == style].to_numpy())
         if v.size == 0:
             continue
         y = np.arange(1, v.size + 1) / v.size
         colour = style_colour(style)
-        ax.plot(np.maximum(v, 1e-6), y, label=style, color=colour, lw=1.8)
+        zeros = float(np.mean(v <= 0))
+        label = style if zeros < 0.5 else f"{style} (0 s, drawn at {floor:.2g} s)"
+        ax.plot(np.maximum(v, floor), y, label=label, color=colour, lw=1.8)
         for q in marks:
             x = np.percentile(v, q)
-            ax.plot([max(x, 1e-6)], [q / 100], marker="o", ms=4, color=colour)
+            ax.plot([max(x, floor)], [q / 100], marker="o", ms=4, color=colour)
     ax.set_xscale("log")
     ax.set_xlabel(("end-to-end latency" if column == "latency" else "response time") + " (s, log scale)")
     ax.set_ylabel("share of completed workflows")

@@ -590,8 +590,7 @@ def nb_05_hybrid():
         code("""
         fig, ax = plt.subplots(figsize=(11, 3.5))
         plots.plot_backlog(result.series, ax=ax, outages=[(BURST["start_s"], BURST["start_s"] + BURST["duration_s"])],
-                           title="backlog through the payday burst (grey)")
-        ax.legend(fontsize=8)
+                           title="backlog through the payday burst (grey)");
         """),
         md("""
         ## Turn the knob: which style's queues?

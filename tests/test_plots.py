@@ -62,6 +62,15 @@ def test_latency_cdf_and_staleness_still_work(records):
     assert "staleness" in ax.get_xlabel()
 
 
+def test_latency_cdf_draws_immediate_answers_at_a_floor(records):
+    recs = records.copy()
+    recs.loc[recs["style"] == "events", "response_s"] = recs.loc[recs["style"] == "events", "started_s"]
+    ax = plots.plot_latency_cdf(recs, ax=_ax(), column="response")
+    ev = next(ln for ln in ax.get_lines() if ln.get_label().startswith("events (0 s"))
+    assert min(ev.get_xdata()) == pytest.approx(0.005)  # half the smallest positive response (10 ms)
+    assert "response time" in ax.get_xlabel()
+
+
 def test_throughput_vs_load_draws_diagonal_and_knee():
     df = _load_table()
     ax = plots.plot_throughput_vs_load(df, ax=_ax())
