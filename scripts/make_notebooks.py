@@ -648,8 +648,10 @@ def nb_06_real():
             http = None
             print(f"Skipped the HTTP engine: {type(exc).__name__}: {exc}")
         if http is not None:
-            both = pd.concat([sim.summary[sim.summary["style"] == "orchestration"], http.summary])
-            display(both[["style", "engine", "completed", "failed", "throughput_per_s", "latency_p50_s", "latency_p95_s", "latency_p99_s"]])
+            from lab.http import compare_results
+
+            # one row per style and metric: each engine's value and the relative difference to the simulation
+            display(compare_results([sim, http]))
         """),
         code("""
         if http is not None:
@@ -696,8 +698,10 @@ def nb_06_real():
                 if started_here:
                     broker.stop()
         if kafka is not None:
-            both = pd.concat([sim.summary[sim.summary["style"] == "events"], kafka.summary])
-            display(both[["style", "engine", "completed", "failed", "latency_p50_s", "latency_p95_s", "lost", "duplicates"]])
+            from lab.http import compare_results
+
+            display(compare_results([sim, kafka], metrics=["latency_p50_s", "latency_p95_s", "throughput_per_s",
+                                                           "availability", "lost", "duplicates"]))
         """),
         md("""
         **Reading it.** `lost` and `duplicates` reconcile every event: at-least-once delivery with

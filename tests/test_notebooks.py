@@ -104,3 +104,12 @@ def test_workshop_notebook_runs(path, version):
         nb, _ = _load_script("strip_solutions").strip(nb)
     nb = _execute(nb, path.parent)
     assert not _errors(nb)
+
+
+def test_committed_notebooks_match_their_generator(tmp_path):
+    """scripts/make_notebooks.py is the source: the committed notebooks are what it writes."""
+    make = _load_script("make_notebooks")
+    make.main(["--root", str(tmp_path)])
+    for path in NOTEBOOKS + WORKSHOP:
+        fresh = tmp_path / path.relative_to(ROOT)
+        assert fresh.read_text() == path.read_text(), f"{path.relative_to(ROOT)} is stale: run scripts/make_notebooks.py"
