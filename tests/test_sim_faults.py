@@ -244,3 +244,21 @@ def test_availability_with_fallback_is_degraded_not_failed():
     assert row["fallbacks"] == pytest.approx(60 * 10, rel=0.15)
     assert (res.steps["status"] == "degraded").sum() == row["fallbacks"]
     assert not math.isnan(row["latency_p50_s"])
+
+
+def test_backpressure_keeps_the_backlog_upstream():
+    # c is slowed 20x for a minute (5/s against 10/s arriving); with pause/resume, b stops feeding c at a lag of 50
+    faults = {"latency_spikes": [{"service": "c", "start_s": 200, "duration_s": 60, "multiplier": 20}]}
+    sc = chain(style="events", faults=faults, services={"c": {"concurrency": 1}})
+    free = lab.simulate(sc, seed=13)
+    held = lab.simulate(sc, seed=13, resilience={"events": {"pause_at_lag": 50, "resume_at_lag": 25}})
+
+    def peak_lag(res, group):
+        s = res.series
+        return s[(s.metric == "lag") & (s.entity == group)]["value"].max()
+
+    assert peak_lag(free, "c") > 200
+    # each of b's 2 consumers may have one event in hand and one in transit when it pauses
+    assert peak_lag(held, "c") <= 50 + 2 * 2
+    assert peak_lag(held, "b") > 150  # the backlog waits upstream instead
+    assert held.summary.iloc[0]["lost"] == 0 and held.summary.iloc[0]["availability"] == 1.0

@@ -134,6 +134,7 @@ class SimEngine:
         self.seen: dict[str, set[int]] = {}
         self.failures: dict[tuple[int, str], int] = {}
         self.poisoned: dict[tuple[int, str], bool] = {}
+        self._pausers: list = []
         self.producer_buffered = 0
         self._active: set[str] = set()
         self._net_zero = net.latency_ms == 0 and net.jitter_ms == 0
@@ -230,6 +231,7 @@ class SimEngine:
             self.count("left_in_broker", sum(g.lag for g in self.broker.groups.values()))
         for n, b in self.busy_s.items():
             self.count(f"busy_s:{n}", b)
+        self.count("backpressure_pauses", sum(bp.pauses for bp in self._pausers))
         for n, p in self.pol.items():
             if p.breaker is not None:
                 self.count(f"breaker_rejected:{n}", p.breaker.rejected)
@@ -301,6 +303,11 @@ class SimEngine:
                 for name in stages[k]:
                     g = self.broker.group(name, topics, sc.consumers_of(name), self._make_handler(name, k))
                     self._guard_group(g, name)
+            if self.ev.pause_at_lag is not None:
+                for k in range(self.n_core, len(stages) - 1):
+                    below = [self.broker.groups[n] for n in stages[k + 1]]
+                    for name in stages[k]:
+                        self._backpressure(self.broker.groups[name], below)
         self._start_workflow = self._start_flow
 
     def _start_flow(self, wf: _Workflow) -> None:
@@ -679,6 +686,24 @@ class SimEngine:
                         break
                 self.producer_buffered -= 1
         self.broker.publish(topic, key)
+
+    def _backpressure(self, g, below: list) -> None:
+        """Pause/resume: a group stops fetching while the lag of the next stage's groups is
+        at ``pause_at_lag`` (until it falls to ``resume_at_lag``): the backlog stays upstream."""
+        bp = self.ev.backpressure()
+        check_s = max(self._broker_s, 0.001)
+        inner = g.gate
+
+        def gate() -> float:
+            wait = inner() if inner is not None else 0.0
+            if wait > 0:
+                return wait
+            if bp.update(max(b.lag for b in below)):
+                return check_s
+            return 0.0
+
+        g.gate = gate
+        self._pausers.append(bp)
 
     def _guard_group(self, g, name: str) -> None:
         """Consumers stop while their service is down, cut off from the broker, or the
