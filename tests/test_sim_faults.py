@@ -260,5 +260,6 @@ def test_backpressure_keeps_the_backlog_upstream():
     assert peak_lag(free, "c") > 200
     # each of b's 2 consumers may have one event in hand and one in transit when it pauses
     assert peak_lag(held, "c") <= 50 + 2 * 2
-    assert peak_lag(held, "b") > 150  # the backlog waits upstream instead
+    assert peak_lag(held, "b") <= 50 + 2 * 2  # b is held back by c, a by b:
+    assert peak_lag(held, "a") > 150  # the backlog waits at the front door instead
     assert held.summary.iloc[0]["lost"] == 0 and held.summary.iloc[0]["availability"] == 1.0
