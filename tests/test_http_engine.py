@@ -285,3 +285,20 @@ def test_parent_stopped_by_signal_leaves_no_service_behind(sig):
         time.sleep(0.05)
     assert not any(alive(p) for p in pids)
     assert all(refused(p) for p in ports)
+
+
+def test_common_random_numbers_with_the_simulation_workflow_by_workflow():
+    from lab.run import simulate
+
+    sc = load_scenario(
+        "mm1-teaching", duration_s=6.0, warmup_s=0.5, seed=13, **{"workload.rate_per_s": 4.0}
+    )  # M/M/1, exponential 100 ms service, no network latency
+    sim = simulate(sc).records.sort_values("workflow_id")
+    real = run_http(sc).records.sort_values("workflow_id")
+    # the same arrivals (same streams) ...
+    assert len(sim) == len(real) and np.allclose(sim.started_s, real.started_s)
+    assert (real.status == "completed").all()
+    # ... and the same dice: real latency = simulated latency + the real machinery's cost
+    diff = (real.finished_s - real.started_s).to_numpy() - (sim.finished_s - sim.started_s).to_numpy()
+    assert diff.min() >= -0.002  # never faster than the model (event-loop clock: ms)
+    assert np.median(diff) < 0.05  # and close to it at this load

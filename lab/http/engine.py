@@ -133,6 +133,7 @@ def run_http(
     emulate_network: bool = True,
     max_connections: int | None = None,
     on_running: Any = None,
+    crn: bool = True,
     **overrides: Any,
 ) -> RunResult:
     """Run ``scenario`` for real: one uvicorn process per service on 127.0.0.1, driven by
@@ -145,7 +146,10 @@ def run_http(
     with ``failure_prob``; scenario seconds) to those of the scenario's ``faults:``.
     ``drain_s`` bounds the wait for workflows still running after the last arrival (they
     are then recorded ``in_flight``).  ``on_running(fleet, style)`` is called from a
-    thread once the services are up (tests use it to kill one).  Other keywords are
+    thread once the services are up (tests use it to kill one).  ``crn`` (default on):
+    the orchestrator draws each workflow's service times, failure coins and job times from
+    the simulation's streams and sends them with each call, so real and simulated runs of
+    one seed use the same dice (off: each service draws from its own stream).  Other keywords are
     scenario overrides (``duration_s=60``, ``**{"workload.rate_per_s": 5}``).
     """
     sc = scenario if not overrides else load_scenario(scenario, **overrides)
@@ -195,7 +199,7 @@ def run_http(
             end, lateness = _run_loop(
                 _drive(
                     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
-                    phases, on_running, orchestrator_down, _series_every(sc, compress),
+                    phases, on_running, orchestrator_down, _series_every(sc, compress), crn,
                 )
             )  # fmt: skip
             dead = fleet.dead()
@@ -243,7 +247,7 @@ def _run_loop(coro):
 
 async def _drive(
     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running,
-    orchestrator_down, series_every_s,
+    orchestrator_down, series_every_s, crn,
 ):
     async with make_client(transport, max_connections=max_connections) as client:
         # warm up: open a connection to every service and run its code paths once, so the
@@ -262,6 +266,8 @@ async def _drive(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
             dead=fleet.dead, down=orchestrator_down, series_every_s=series_every_s,
         )  # fmt: skip
+        if crn:
+            orch.use_common_random_numbers(seed)
         end = await orch.run(arrivals, drain_s=drain_s)
         return end, orch.lateness
 

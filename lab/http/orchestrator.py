@@ -79,6 +79,10 @@ class Orchestrator:
         self.n_core = len(stages) if style == "orchestration" else scenario.core_steps
         self.chain_mode = getattr(scenario.orchestration, "mode", "central") == "chain" and style == "orchestration"
         self.where: dict[int, str] = {}  # chain mode: where a workflow's chain broke
+        #: common random numbers: per workflow, per step (service_s, coin, job_s) drawn at
+        #: arrival from the simulation's streams; retries draw from its retry streams
+        self.draws: dict[int, dict[str, tuple[float, float, float]]] = {}
+        self.retry_draw: dict[str, Callable[[], tuple[float, float, float]]] = {}
         mif = scenario.orchestration.max_in_flight
         self.slots = asyncio.Semaphore(mif) if mif is not None else None
         self.in_flight = 0
@@ -93,6 +97,35 @@ class Orchestrator:
         return time.monotonic() - self.t0
 
     # -- the run ------------------------------------------------------------------
+    def use_common_random_numbers(self, seed: int) -> None:
+        """Draw every workflow's service times, failure coins and job times as the
+        simulation does (same streams, same order) and send them with each call, so a real
+        run and a simulated run of one seed see the same dice."""
+        from ..distributions import Sampler, Uniforms
+        from ..rng import Streams
+
+        streams = Streams(seed)
+        sc = self.sc
+        self._crn = []
+        for n in sc.steps:
+            svc = sc.services[n]
+            job = Sampler(svc.job, streams.get(f"job:{n}")) if svc.job is not None else None
+            self._crn.append((n, Sampler(svc.service_time, streams.get(f"svc:{n}")), Uniforms(streams.get(f"fail:{n}")), job))
+            rs = Sampler(svc.service_time, streams.get(f"svc-retry:{n}"))
+            ru = Uniforms(streams.get(f"fail-retry:{n}"))
+            self.retry_draw[n] = lambda rs=rs, ru=ru, job=job: (rs(), ru(), job() if job is not None else 0.0)
+
+    def _draw_workflow(self, wid: int) -> None:
+        if getattr(self, "_crn", None):
+            self.draws[wid] = {n: (s(), u(), j() if j is not None else 0.0) for n, s, u, j in self._crn}
+
+    def _draw(self, wid: int, name: str, attempt: int) -> dict | None:
+        """The dice of one attempt, as the body fields a service reads (None: it draws)."""
+        if wid not in self.draws:
+            return None
+        d = self.draws[wid][name] if attempt == 1 else self.retry_draw[name]()
+        return {"s": d[0], "u": d[1], "j": d[2]}
+
     async def run(self, arrivals: list[float], *, drain_s: float) -> float:
         """Start a workflow at each arrival time; wait for stragglers up to ``drain_s``;
         returns the end of the run (seconds since t0)."""
@@ -104,6 +137,7 @@ class Orchestrator:
                 delay = at - self.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                self._draw_workflow(wid)
                 late = max(0.0, self.now() - at)
                 self.lateness.append(late)
                 self._late_max = max(self._late_max, late)
@@ -197,6 +231,7 @@ class Orchestrator:
     def _finish(self, wid: int, start: float, status: str, reason: str, response: float) -> None:
         now = self.now()
         self.open.pop(wid, None)
+        self.draws.pop(wid, None)
         self.rec.workflows.append(
             WorkflowRecord(
                 self.style, wid, start, now if status == COMPLETED else NAN, status, reason,
@@ -216,7 +251,7 @@ class Orchestrator:
         return ""
 
     # -- chain mode: each service calls the next while holding its own slot -----------------
-    def _chain_spec(self) -> list[dict]:
+    def _chain_spec(self, wid: int) -> list[dict]:
         """Stages 1.. of the core as the first service passes them on: URLs and, per hop,
         the caller's timeout and retries (breakers and bulkheads stay with the orchestrator)."""
         spec = []
@@ -228,7 +263,7 @@ class Orchestrator:
                     "name": name, "url": self.urls[name] + "/call",
                     "timeout_s": pol.timeout.per_call_ms / 1000.0 if pol.timeout.per_call_ms else SAFETY_TIMEOUT_S,
                     "retries": pol.retry.retries, "backoff_s": pol.retry.backoff_s(1) if pol.retry.retries else 0.0,
-                    "multiplier": pol.retry.multiplier,
+                    "multiplier": pol.retry.multiplier, "draw": self._draw(wid, name, 1),
                 })  # fmt: skip
             spec.append(hops)
         return spec
@@ -237,7 +272,7 @@ class Orchestrator:
         first = self.stages[0]
         if len(first) > 1:  # a parallel first stage: nothing to chain through
             return await self._stage(wid, first)
-        outcome = await self.call(wid, first[0], chain=self._chain_spec())
+        outcome = await self.call(wid, first[0], chain=self._chain_spec(wid))
         where = self.where.pop(wid, "")
         if outcome == OK:
             return ""
@@ -265,7 +300,7 @@ class Orchestrator:
         attempt = 0
         while True:
             attempt += 1
-            outcome, stale = await self._attempt(wid, name, pol, deadline, chain)
+            outcome, stale = await self._attempt(wid, name, pol, deadline, chain, attempt)
             if outcome == OK:
                 self.rec.steps.append(StepRecord(self.style, wid, name, started, self.now(), COMPLETED, attempt, stale))
                 return OK
@@ -292,7 +327,9 @@ class Orchestrator:
             if delay > 0:
                 await asyncio.sleep(delay)
 
-    async def _attempt(self, wid: int, name: str, pol: DependencyPolicies, deadline, chain=None) -> tuple[str, float]:
+    async def _attempt(
+        self, wid: int, name: str, pol: DependencyPolicies, deadline, chain=None, attempt: int = 1
+    ) -> tuple[str, float]:
         breaker = pol.breaker
         if breaker is not None and not breaker.allow(time.monotonic()):
             return OPEN, NAN
@@ -317,6 +354,9 @@ class Orchestrator:
         try:
             async with asyncio.timeout(timeout):
                 body = {"wf": wid}
+                draw = self._draw(wid, name, attempt)
+                if draw is not None:
+                    body["draw"] = draw
                 if chain is not None:
                     body["chain"] = chain
                 r = await self.client.post(self.urls[name] + "/call", json=body)

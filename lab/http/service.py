@@ -206,7 +206,10 @@ class ServiceState:
             where = hop["name"]
             try:
                 async with asyncio.timeout(float(hop["timeout_s"])):
-                    r = await self.client.post(hop["url"], json={"wf": wid, "chain": rest})
+                    body = {"wf": wid, "chain": rest}
+                    if hop.get("draw"):
+                        body["draw"] = hop["draw"]
+                    r = await self.client.post(hop["url"], json=body)
                     info = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
                 steps.extend(info.get("steps", []))
                 if r.status_code in (200, 202):
@@ -264,16 +267,18 @@ class ServiceState:
         down = await self._down_response()
         if down is not None:
             return down
-        chain, wid = None, 0
+        chain, wid, draw = None, 0, None
         if request.method == "POST":
             try:
                 body = await request.json()
-                chain, wid = body.get("chain"), body.get("wf", 0)
+                chain, wid, draw = body.get("chain"), body.get("wf", 0), body.get("draw")
             except ValueError:
                 pass
         await self.hop()
         t = self.scenario_now()
-        seconds = self.service_time() * self.windows.multiplier(t)
+        # the caller's dice (common random numbers with the simulation) or our own stream
+        base = float(draw["s"]) if draw else self.service_time()
+        seconds = base * self.windows.multiplier(t)
         onward: dict[str, Any] = {}
         then = None
         if chain:
@@ -292,7 +297,7 @@ class ServiceState:
         extra = self.windows.extra_failure_prob(t)
         if extra:
             p = 1.0 - (1.0 - p) * (1.0 - extra)
-        failed = self.coin() < p
+        failed = (float(draw["u"]) if draw else self.coin()) < p
         await self.hop()
         if failed:
             self.count("error")
@@ -304,7 +309,7 @@ class ServiceState:
             jid = self.next_job
             self.next_job += 1
             self.jobs[jid] = None
-            self._spawn(self._run_job(jid, self.job_time()))
+            self._spawn(self._run_job(jid, float(draw["j"]) if draw and self.svc.job is not None else self.job_time()))
             return JSONResponse({"job": jid}, status_code=202)
         return Response(OK_BODY, media_type="application/json")
 
