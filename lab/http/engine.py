@@ -261,7 +261,9 @@ async def _drive(
         if on_running is not None:
             threading.Thread(target=on_running, args=(fleet, style), daemon=True).start()
         if sc.propagation is not None:
-            return await run_propagation(sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s)
+            return await run_propagation(
+                sc, style, fleet.urls, client, rec, t0, arrivals, drain_s=drain_s, seed=seed if crn else None
+            )
         orch = Orchestrator(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
             dead=fleet.dead, down=orchestrator_down, series_every_s=series_every_s,

@@ -40,6 +40,7 @@ async def run_propagation(
     arrivals: list[float],
     *,
     drain_s: float,
+    seed: int | None = None,
 ) -> tuple[float, list[float]]:
     """Drive the changes and collect the subscribers' reports; returns (end_s, lateness)."""
     p = sc.propagation
@@ -51,10 +52,24 @@ async def run_propagation(
     def now() -> float:
         return time.monotonic() - t0
 
-    async def change(seq: int, at: float) -> None:
+    draw = None
+    if seed is not None:  # common random numbers: each subscriber's apply time, as the sim draws it
+        from ..distributions import Sampler
+        from ..rng import Streams
+
+        streams = Streams(seed)
+        samplers = {n: Sampler(sc.services[n].service_time, streams.get(f"svc:{n}")) for n in subs}
+
+        def draw() -> dict[str, float]:
+            return {n: samplers[n]() for n in subs}
+
+    async def change(seq: int, at: float, draws: dict | None) -> None:
+        body = {"seq": seq, "t": at}
+        if draws:
+            body["draws"] = draws
         try:
             async with asyncio.timeout(10.0):
-                r = await client.post(source + "/change", json={"seq": seq, "t": at})
+                r = await client.post(source + "/change", json=body)
             outcome = classify_status(r.status_code)
         except Exception as exc:  # noqa: BLE001
             outcome = classify_exception(exc)
@@ -66,7 +81,7 @@ async def run_propagation(
         if delay > 0:
             await asyncio.sleep(delay)
         lateness.append(max(0.0, now() - at))
-        tasks.append(asyncio.ensure_future(change(seq, at)))
+        tasks.append(asyncio.ensure_future(change(seq, at, draw() if draw else None)))
     if tasks:
         await asyncio.gather(*tasks)
     n = len(arrivals)

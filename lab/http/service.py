@@ -131,7 +131,7 @@ class ServiceState:
         self.listening = True
         self.tasks: set[asyncio.Task] = set()
         # change propagation
-        self.changes: list[tuple[int, float]] = []  # (seq, time the source recorded it)
+        self.changes: list[tuple[int, float, dict]] = []  # (seq, time recorded, subscribers' draws)
         self.push_to: list[str] = cfg.get("push_to", [])
         self.poll: dict[str, Any] | None = cfg.get("poll")
         self.applied: list[tuple[int, float, float]] = []  # (seq, change time, applied time)
@@ -350,17 +350,18 @@ class ServiceState:
         body = await request.json()
         seq = int(body["seq"])
         t = float(body.get("t", self.now()))
-        self.changes.append((seq, t))
+        draws = body.get("draws") or {}  # per subscriber: its apply time (common random numbers)
+        self.changes.append((seq, t, draws))
         for url in self.push_to:
-            self._spawn(self._push(url, seq, t))
+            self._spawn(self._push(url, seq, t, draws))
         return JSONResponse({"ok": True, "at": self.now()})
 
-    async def _push(self, url: str, seq: int, t: float) -> None:
+    async def _push(self, url: str, seq: int, t: float, draws: dict) -> None:
         """Deliver one change to one subscriber, retrying (at least once) until it lands."""
         delay = 0.05
         while True:
             try:
-                r = await self.client.post(url, json={"seq": seq, "t": t})
+                r = await self.client.post(url, json={"seq": seq, "t": t, "draws": draws})
                 if r.status_code == 200:
                     return
             except Exception as exc:  # noqa: BLE001 - any transport failure means: try again
@@ -378,7 +379,7 @@ class ServiceState:
         if not await self._serve(self.service_time()):
             await self.hop()
             return JSONResponse({"error": "queue full"}, status_code=503)
-        new = [[s, t] for s, t in self.changes if s >= since]  # as of when it was served
+        new = [[s, t, d] for s, t, d in self.changes if s >= since]  # as of when it was served
         await self.hop()
         return JSONResponse({"changes": new})
 
@@ -388,7 +389,8 @@ class ServiceState:
             return down
         body = await request.json()
         await self.hop()
-        if not await self._serve(self.service_time()):
+        mine = (body.get("draws") or {}).get(self.name)
+        if not await self._serve(float(mine) if mine is not None else self.service_time()):
             await self.hop()
             return JSONResponse({"error": "queue full"}, status_code=503)
         self.applied.append((int(body["seq"]), float(body["t"]), self.now()))
@@ -423,8 +425,9 @@ class ServiceState:
 
     async def _apply(self, new: list[list[float]]) -> None:
         async with self.slots:
-            for seq, t in new:
-                s = self.service_time()
+            for seq, t, *rest in new:
+                mine = (rest[0] if rest else {}).get(self.name)
+                s = float(mine) if mine is not None else self.service_time()
                 if s > 0:
                     await asyncio.sleep(s)
                 self.applied.append((int(seq), float(t), self.now()))
