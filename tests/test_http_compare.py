@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
@@ -41,3 +42,12 @@ def test_compare_command_rejects_bad_engines(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["run", "mm1-teaching", "--engine", "http", "--compress", "0"])
     assert exc.value.code == 2
+
+
+def test_run_engine_http_from_the_command_line(capsys):
+    code = main(["run", "mm1-teaching", "--engine", "http", "--set", "duration_s=2", "--set", "warmup_s=0.2",
+                 "--set", "workload.rate_per_s=5", "--json"])  # fmt: skip
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["engine"] == "http" and rows[0]["style"] == "orchestration"
+    assert rows[0]["started"] == rows[0]["completed"] + rows[0]["failed"]
