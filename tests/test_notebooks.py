@@ -35,7 +35,8 @@ def _execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
     os.environ["LAB_NOTEBOOK_START_BROKER"] = "0"
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
-        client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(cwd)}})
+        client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, startup_timeout=120, kernel_name="python3",
+                                shutdown_kernel="immediate", resources={"metadata": {"path": str(cwd)}})
         client.execute()
     finally:
         os.environ.clear()
