@@ -319,7 +319,10 @@ class KafkaRun:
 
     # -- set-up -----------------------------------------------------------------------
     def _common(self) -> dict[str, Any]:
-        return {"bootstrap_servers": self.bootstrap, "request_timeout_ms": 30000, "reconnect_backoff_max_ms": 1000}
+        # metadata refreshed every few seconds: a consumer that joined before it saw its topics'
+        # partitions (a slow or restarting broker) notices them and rejoins instead of idling
+        return {"bootstrap_servers": self.bootstrap, "request_timeout_ms": 30000, "reconnect_backoff_max_ms": 1000,
+                "metadata_max_age_ms": 3000}  # fmt: skip
 
     def _create_topics(self) -> list[str]:
         from kafka import KafkaAdminClient
@@ -787,7 +790,12 @@ class KafkaRun:
             time.sleep(0.1)
         if self.errors:
             raise EngineUnavailable(f"Kafka consumers could not start: {self.errors[0]!r}")
-        log.warning("not every consumer had partitions after %.0f s; starting anyway", self.opt.join_timeout_s)
+        with self.lock:
+            idle = [n for n in self.steps if len(self.assigned[n]) < min(self.sc.consumers_of(n), self.sc.broker.partitions)]
+        raise EngineUnavailable(
+            f"consumers of {', '.join(idle)} got no partitions within {self.opt.join_timeout_s:.0f} s "
+            f"(is the broker at {self.bootstrap} overloaded?)"
+        )
 
     def _reconcile(self, end_s: float) -> dict[str, Any]:
         """lost = produced (acknowledged) on a topic a group reads, never processed by it."""
