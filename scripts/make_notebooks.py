@@ -40,7 +40,9 @@ COLS = ["style", "started", "completed", "failed", "throughput_per_s", "latency_
         "latency_p99_s", "availability", "polls", "wasted_polls", "staleness_mean_s", "max_backlog"]'''
 
 def md(text: str, *tags: str):
-    cell = new_markdown_cell(textwrap.dedent(text).strip("\n"))
+    # every line flush left (the texts are indented in this file, and pieces are joined before
+    # dedent could see them); none of the markdown here relies on indentation
+    cell = new_markdown_cell("\n".join(line.strip() for line in text.splitlines()).strip("\n"))
     if tags:
         cell.metadata["tags"] = list(tags)
     return cell
