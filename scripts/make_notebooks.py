@@ -347,9 +347,12 @@ def nb_03_loadshedding():
         frame.assign(hours=(frame.end_s - frame.start_s) / 3600).groupby("site")["hours"].sum()
         """),
         md("""
-        The portal (in the cloud) and the orchestrator are never shed here. The generator turns a
-        2.5-hour outage into 2 minutes; the 2-hour broker battery covers a slot but not two close
-        together.
+        The portal (in the cloud) and the orchestrator are never shed here. The gateway, with no
+        backup, is dark three times for 2.5 hours (a 2-hour slot plus the switching buffer). The
+        generator turns each of those into its 2-minute start; the broker's 2-hour battery covers
+        most of a slot but needs 8 hours to recharge, so it runs out before the end of each slot.
+        The tracker's cell-tower battery (6-12 hours) carries it through this first day; the stage
+        slider at the end shows when it stops recovering.
 
         ## 2. The same day, compressed into 12 simulated minutes
 
