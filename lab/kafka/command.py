@@ -23,7 +23,14 @@ def _positive(text: str) -> float:
 
 
 def run_options(args: argparse.Namespace) -> dict:
-    """Keyword options of ``run_kafka`` from ``lab run --engine kafka`` flags."""
+    """Keyword options of ``run_kafka`` from ``lab run --engine kafka`` flags.
+
+    Also quiets kafka-python's own logging (reconnects while a broker restarts, sockets closed
+    at shutdown) unless ``-vv``: the lab's summary reports what matters (lost, duplicates)."""
+    if getattr(args, "verbose", 0) < 2:
+        import logging
+
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
     out: dict = {"time_scale": getattr(args, "time_scale", 1.0)}
     if getattr(args, "compress", None) is not None:
         out["compress"] = args.compress
