@@ -237,6 +237,19 @@ def _series_every(sc: Scenario, compress: float) -> float:
 
 
 def _run_loop(coro):
+    """Run the engine's coroutine on a fresh event loop; inside Jupyter, where this thread
+    already runs a loop, on a private thread instead."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_fresh(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lab-http") as pool:
+        return pool.submit(_run_fresh, coro).result()
+
+
+def _run_fresh(coro):
     try:
         import uvloop
 
