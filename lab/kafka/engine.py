@@ -43,6 +43,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -242,6 +243,7 @@ class KafkaRun:
         self.propagation = scenario.propagation is not None
         self.stage_of = {n: k for k, st in enumerate(self.stages) for n in st}
         self.lock = threading.Lock()
+        self._tls = threading.local()
         self.stop = threading.Event()
         self.workflows: dict[int, _Workflow] = {}
         self.open = 0
@@ -363,6 +365,9 @@ class KafkaRun:
     # -- publishing ---------------------------------------------------------------------
     def publish(self, topic: str, wid: int, value: dict[str, Any]) -> None:
         fut = self.producer.send(topic, key=str(wid).encode(), value=json.dumps(value).encode())
+        futs = getattr(self._tls, "futs", None)
+        if futs is not None:  # a consumer's record: its offset is committed once this is acknowledged
+            futs.append(fut)
         fut.add_callback(lambda _md: self._acked(topic, wid))
         fut.add_errback(lambda exc: self._publish_failed(topic, wid, exc))
 
@@ -388,7 +393,6 @@ class KafkaRun:
 
     def _consume(self, c: _Consumer) -> None:
         from kafka.errors import KafkaError
-        from kafka.structs import OffsetAndMetadata
 
         try:
             consumer = self._new_consumer(c.service, c.index)
@@ -397,6 +401,8 @@ class KafkaRun:
             return
         service = c.service
         paused = False
+        # per partition, in offset order: (next offset, the downstream sends of that record)
+        pending: dict[Any, deque[tuple[int, list]]] = {}
         try:
             while not self.stop.is_set():
                 if self._in_outage(service, self.now_s()):
@@ -410,6 +416,7 @@ class KafkaRun:
                     for tp, recs in got.items():  # partitions assigned after the pause: rewind them
                         consumer.seek(tp, recs[0].offset)
                         consumer.pause(tp)
+                    self._commit_acknowledged(consumer, pending, service)
                     continue
                 if paused:
                     consumer.resume(*consumer.paused())
@@ -424,12 +431,14 @@ class KafkaRun:
                 if consumer.assignment():
                     with self.lock:
                         self.assigned[service].add(c.index)
-                done: dict[Any, OffsetAndMetadata] = {}
+                done: dict[Any, int] = {}
                 try:
                     for tp, recs in batch.items():
                         for r in recs:
+                            self._tls.futs = []
                             self._handle(service, r)
-                            done[tp] = OffsetAndMetadata(r.offset + 1, "", -1)
+                            pending.setdefault(tp, deque()).append((r.offset + 1, self._tls.futs))
+                            done[tp] = r.offset + 1
                             if c.crash.is_set():
                                 # dies after processing, before committing: the group rebalances
                                 # and another consumer gets these events again
@@ -443,14 +452,10 @@ class KafkaRun:
                     # first unfinished record, so those come again (at-least-once)
                     log.info("%s consumer %d: %s; rewinding the batch", service, c.index, exc)
                     for tp, recs in batch.items():
-                        consumer.seek(tp, done[tp].offset if tp in done else recs[0].offset)
-                if done:
-                    try:
-                        self.producer.flush(timeout=self.opt.drain_timeout_s * 2)
-                        consumer.commit(done)
-                    except KafkaError as exc:  # a rebalance or the broker away: these events come again
-                        log.info("%s consumer %d could not commit (%s); events will be redelivered", service, c.index, exc)
-                        self.rec.count(STYLE, "commit_failed")
+                        consumer.seek(tp, done.get(tp, recs[0].offset))
+                finally:
+                    self._tls.futs = None
+                self._commit_acknowledged(consumer, pending, service)
         except Exception as exc:  # noqa: BLE001
             if not self.stop.is_set():
                 log.exception("consumer %s/%d failed", service, c.index)
@@ -459,6 +464,37 @@ class KafkaRun:
             if not c.crashed:
                 with contextlib.suppress(Exception):  # closing after the broker went away
                     consumer.close(autocommit=False, timeout_ms=5000)
+
+    def _commit_acknowledged(self, consumer: Any, pending: dict[Any, deque], service: str) -> None:
+        """Commit, without blocking, every record whose downstream events the broker has
+        acknowledged (at-least-once without a flush per batch); a record whose publish failed
+        for good is fetched and processed again."""
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {}
+        assigned = consumer.assignment()
+        for tp in list(pending):
+            q = pending[tp]
+            if tp not in assigned:  # revoked in a rebalance: the new owner processes it again
+                del pending[tp]
+                continue
+            while q and all(f.is_done for f in q[0][1]):
+                off, futs = q[0]
+                if any(f.failed() for f in futs):
+                    log.warning("%s: a downstream publish failed; processing offset %d of %s again", service, off - 1, tp)
+                    consumer.seek(tp, off - 1)
+                    q.clear()
+                    break
+                q.popleft()
+                offsets[tp] = OffsetAndMetadata(off, "", -1)
+        if offsets:
+            consumer.commit_async(offsets, callback=self._committed)
+
+    def _committed(self, offsets: Any, response: Any) -> None:
+        if isinstance(response, BaseException):  # a rebalance or the broker away: these come again
+            log.info("commit failed (%s); events will be redelivered", response)
+            with self.lock:
+                self.rec.count(STYLE, "commit_failed")
 
     def _handle(self, service: str, r: Any) -> None:
         ev = json.loads(r.value)
