@@ -355,12 +355,22 @@ class KafkaRun:
     def _new_consumer(self, service: str, index: int):
         from kafka import KafkaConsumer
 
-        return KafkaConsumer(
-            *self.in_topics(service), group_id=self.group(service), client_id=f"{self.group(service)}.{index}",
+        consumer = KafkaConsumer(
+            group_id=self.group(service), client_id=f"{self.group(service)}.{index}",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.opt.max_poll_records,
             session_timeout_ms=self.opt.session_timeout_ms, heartbeat_interval_ms=self.opt.heartbeat_interval_ms,
             fetch_max_wait_ms=50, **self._common(),
         )  # fmt: skip
+        # see every topic's partitions before joining the group: a group leader that joins with
+        # no metadata for a topic assigns nobody its partitions
+        topics = self.in_topics(service)
+        deadline = time.time() + 30
+        while time.time() < deadline and not self.stop.is_set():
+            if all(len(consumer.partitions_for_topic(t)) == self.sc.broker.partitions for t in topics):
+                break
+            time.sleep(0.2)
+        consumer.subscribe(topics)
+        return consumer
 
     # -- publishing ---------------------------------------------------------------------
     def publish(self, topic: str, wid: int, value: dict[str, Any]) -> None:
@@ -403,6 +413,7 @@ class KafkaRun:
         paused = False
         # per partition, in offset order: (next offset, the downstream sends of that record)
         pending: dict[Any, deque[tuple[int, list]]] = {}
+        had_partitions, since = False, time.time()
         try:
             while not self.stop.is_set():
                 if self._in_outage(service, self.now_s()):
@@ -429,8 +440,19 @@ class KafkaRun:
                     self.stop.wait(0.2)
                     continue
                 if consumer.assignment():
-                    with self.lock:
-                        self.assigned[service].add(c.index)
+                    if not had_partitions:
+                        had_partitions = True
+                        with self.lock:
+                            self.assigned[service].add(c.index)
+                elif not had_partitions and c.index < self.sc.broker.partitions and time.time() - since > 15:
+                    # joined but never given a partition (a rebalance that saw no topic metadata):
+                    # leave and join again
+                    log.warning("%s consumer %d has no partitions after 15 s; rejoining", service, c.index)
+                    with contextlib.suppress(Exception):
+                        consumer.close(autocommit=False, timeout_ms=5000)
+                    consumer = self._new_consumer(service, c.index)
+                    since = time.time()
+                    continue
                 done: dict[Any, int] = {}
                 try:
                     for tp, recs in batch.items():
