@@ -353,6 +353,12 @@ class KafkaRun:
             cfg["enable_idempotence"] = False
         return KafkaProducer(**cfg, **self._common())
 
+    def _max_poll_interval_ms(self, service: str) -> int:
+        """Long enough for a full poll of slow events, short enough that a rebalance waiting for
+        a member that stopped polling does not stall the run for Kafka's default 5 minutes."""
+        slow_s = _dist_high_s(self.sc.services[service].service_time) * self.scale
+        return int(max(30.0, 3 * self.opt.max_poll_records * slow_s) * 1000)
+
     def _new_consumer(self, service: str, index: int):
         from kafka import KafkaConsumer
 
@@ -360,7 +366,7 @@ class KafkaRun:
             group_id=self.group(service), client_id=f"{self.group(service)}.{index}",
             enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.opt.max_poll_records,
             session_timeout_ms=self.opt.session_timeout_ms, heartbeat_interval_ms=self.opt.heartbeat_interval_ms,
-            fetch_max_wait_ms=50, **self._common(),
+            fetch_max_wait_ms=50, max_poll_interval_ms=self._max_poll_interval_ms(service), **self._common(),
         )  # fmt: skip
         # see every topic's partitions before joining the group: a group leader that joins with
         # no metadata for a topic assigns nobody its partitions
