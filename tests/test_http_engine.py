@@ -215,8 +215,8 @@ def test_change_propagation_poll_vs_push():
     sc = load_scenario(
         {
             "name": "prop",
-            "duration_s": 3.0,
-            "workload": {"rate_per_s": 10.0},
+            "duration_s": 4.0,
+            "workload": {"rate_per_s": 3.0},  # P(a poll finds nothing new) = exp(-3 x 0.3) = 0.41
             "network": {"latency_ms": 0},
             "services": {"src": {"service_time": 2, "concurrency": 4}, "s1": {"service_time": 5, "concurrency": 2},
                          "s2": {"service_time": 5, "concurrency": 2}},
