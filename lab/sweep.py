@@ -245,13 +245,14 @@ def plan_sweep(
                 raise LabError(f"not a scenario field{where}", source=source, field=f"grid.{k}") from None
     scenarios: list[Scenario | None] = []
     errors: list[str | None] = []
-    for p in points:
+    for i, p in enumerate(points):
         try:
             scenarios.append(base.replace(**p))
             errors.append(None)
-        except LabError as exc:
+        except LabError as exc:  # named as the sweep's own field, so the user finds it
             scenarios.append(None)
-            errors.append(f"LabError: {exc.one_line()}")
+            field = f"grid.{exc.field}" if exc.field in p else (exc.field or "grid")
+            errors.append(f"LabError: {LabError(exc.message, source=source, field=f'{field} (point {i})').one_line()}")
     stored_points = [
         {k: (json.dumps(p.get(k), sort_keys=True) if k in json_keys and k in p else p.get(k)) for k in keys}
         for p in points
@@ -779,4 +780,10 @@ def cli_sweep(args: argparse.Namespace) -> int:
     print(f"sweep {spec.scenario.name}: {runs} runs, {len(df)} rows, {failed} failed{where}")
     if out is None:
         print(df.to_string(max_rows=40))
+    if failed:  # the rows are stored; say why they failed, once per distinct reason
+        reasons = df.drop_duplicates("run_id")["error"].dropna().value_counts()
+        for reason, n in reasons.head(3).items():
+            print(f"lab: warning: {n} run(s) failed: {reason}", file=sys.stderr)
+        if len(reasons) > 3:
+            print(f"lab: warning: ... and {len(reasons) - 3} other reason(s) (see the error column)", file=sys.stderr)
     return 0

@@ -383,6 +383,25 @@ def test_cli_bad_sweep_files_exit_2_one_line(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_cli_names_the_file_and_field_of_a_point_that_does_not_validate(tmp_path):
+    """A grid value the scenario rejects is stored as a failed run, and the CLI says why on
+    stderr, naming the sweep file and its grid field; the valid points still run."""
+    p = _write(tmp_path, """
+        scenario: mm1-teaching
+        set: {duration_s: 40, warmup_s: 4}
+        grid: {workload.rate_per_s: [4, -2]}
+        replications: 2
+        out: out/s.parquet
+    """)
+    r = _cli(str(p), "--workers", "1", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "4 runs" in r.stdout and "2 failed" in r.stdout
+    warn = [ln for ln in r.stderr.splitlines() if "failed" in ln]
+    assert len(warn) == 1 and str(p) in warn[0] and "grid.workload.rate_per_s (point 1)" in warn[0], r.stderr
+    df = read_sweep(tmp_path / "out/s.parquet")
+    assert df["error"].isna().sum() == 2 and (df.loc[df["error"].isna(), "completed"] > 0).all()
+
+
 def test_cli_runs_and_resumes(tmp_path):
     p = _write(tmp_path, """
         scenario: mm1-teaching
