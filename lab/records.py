@@ -7,7 +7,6 @@ the run (simulated seconds for the sim engine, wall-clock seconds for real engin
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -139,17 +138,26 @@ def summarize_style(
     completed / started over those workflows; throughput counts completions after warm-up
     per second of the measured window.
     """
-    wf = [w for w in rec.workflows if w.style == style and w.started_s >= warmup_s]
-    done = np.array([w.finished_s - w.started_s for w in wf if w.status == COMPLETED], dtype=float)
-    n_failed = sum(1 for w in wf if w.status == FAILED)
+    # one pass over the workflows (a sweep summarises millions of them)
+    latencies: list[float] = []
+    n_started = n_failed = completions = 0
+    for w in rec.workflows:
+        if w.style != style:
+            continue
+        status = w.status
+        if status == COMPLETED and warmup_s <= w.finished_s <= end_s:
+            completions += 1
+        if w.started_s >= warmup_s:
+            n_started += 1
+            if status == COMPLETED:
+                latencies.append(w.finished_s - w.started_s)
+            elif status == FAILED:
+                n_failed += 1
+    done = np.array(latencies, dtype=float)
     window = max(end_s - warmup_s, 1e-12)
-    completions = sum(
-        1 for w in rec.workflows
-        if w.style == style and w.status == COMPLETED and warmup_s <= w.finished_s <= end_s
-    )  # fmt: skip
     polls = [p for p in rec.polls if p.style == style and p.time_s >= warmup_s]
-    stale = np.array(
-        [s.staleness_s for s in rec.steps if s.style == style and s.started_s >= warmup_s and not math.isnan(s.staleness_s)],
+    stale = np.array(  # x == x: not NaN, the cheap test first (most steps have no staleness)
+        [s.staleness_s for s in rec.steps if s.staleness_s == s.staleness_s and s.style == style and s.started_s >= warmup_s],
         dtype=float,
     )
     backlog = [p.value for p in rec.series if p.style == style and p.metric in ("lag", "queue")]
@@ -159,7 +167,7 @@ def summarize_style(
         "style": style,
         "engine": engine,
         "seed": int(seed),
-        "started": len(wf),
+        "started": n_started,
         "completed": int(done.size),
         "failed": int(n_failed),
         "throughput_per_s": completions / window,
@@ -167,7 +175,7 @@ def summarize_style(
         "latency_p50_s": _pct(done, 50),
         "latency_p95_s": _pct(done, 95),
         "latency_p99_s": _pct(done, 99),
-        "availability": done.size / len(wf) if wf else NAN,
+        "availability": done.size / n_started if n_started else NAN,
         "polls": len(polls),
         "wasted_polls": sum(1 for p in polls if not p.useful),
         "staleness_mean_s": float(stale.mean()) if stale.size else NAN,

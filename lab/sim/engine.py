@@ -54,6 +54,9 @@ from .broker import Broker, Message
 
 log = logging.getLogger(__name__)
 
+# builds a record from a tuple without the named tuple's Python-level __new__ (hot paths)
+_new = tuple.__new__
+
 OK, ERROR, REFUSED, TIMEOUT, OPEN, REJECTED, DOWNSTREAM = (
     "ok", "error", "refused", "timeout", "open", "rejected", "downstream",
 )  # fmt: skip
@@ -200,7 +203,7 @@ class SimEngine:
         self.open_workflows.pop(wf.wid, None)
         response = wf.response if not math.isnan(wf.response) else (now if status == COMPLETED else NAN)
         self.rec.workflows.append(
-            WorkflowRecord(self.style, wf.wid, wf.start, now if status == COMPLETED else NAN, status, reason, response)
+            _new(WorkflowRecord, (self.style, wf.wid, wf.start, now if status == COMPLETED else NAN, status, reason, response))
         )
         self.in_flight -= 1
         if self.in_flight == 0 and self.arrivals_done and not self.finished.triggered:
@@ -250,10 +253,16 @@ class SimEngine:
         samplers = [self.service_time[n] for n in order]
         coins = [self.fail_coin[n] for n in order]
         jobs = [self.job_time.get(n) for n in order]
+        no_jobs = all(j is None for j in jobs)
+        pairs = list(zip(samplers, coins, strict=True))
+        triples = list(zip(samplers, coins, jobs, strict=True))
         for wid, t in enumerate(arrival_times(sc.workload, sc.duration_s, self.streams)):
             if t > env.now:
                 yield env.timeout(t - env.now)
-            draws = [(s(), c(), j() if j is not None else 0.0) for s, c, j in zip(samplers, coins, jobs, strict=True)]
+            if no_jobs:
+                draws = [(s(), c(), 0.0) for s, c in pairs]
+            else:
+                draws = [(s(), c(), j() if j is not None else 0.0) for s, c, j in triples]
             self.in_flight += 1
             start(_Workflow(wid, env.now, draws))
         self.arrivals_done = True
@@ -308,6 +317,15 @@ class SimEngine:
                     below = [self.broker.groups[n] for n in stages[k + 1]]
                     for name in stages[k]:
                         self._backpressure(self.broker.groups[name], below)
+        # per core stage: a single service's (name, draw index, resource, queue limit,
+        # failure probability), or None for a scatter-gather stage
+        self._core_plan = [
+            (stage, None if len(stage) > 1 else (
+                stage[0], self.step_index[stage[0]], self.resources[stage[0]],
+                self._queue_limit[stage[0]], self._failure_prob[stage[0]],
+            ))
+            for stage in stages[: self.n_core]
+        ]  # fmt: skip
         self._start_workflow = self._start_flow
 
     def _start_flow(self, wf: _Workflow) -> None:
@@ -316,7 +334,10 @@ class SimEngine:
             self.env.process(self._orchestrate_plain(wf) if self._all_plain else self._orchestrate(wf))
         else:
             wf.response = self.env.now
-            self.env.process(self._publish(wf, "workflow.requested", producer=None))
+            if self.cal is None and not self.ev.outbox.enabled:  # nothing can hold the publish
+                self.broker.publish("workflow.requested", wf.wid)
+            else:
+                self.env.process(self._publish(wf, "workflow.requested", producer=None))
 
     # -- orchestration ------------------------------------------------------------
     def _orchestrate(self, wf: _Workflow):
@@ -369,13 +390,11 @@ class SimEngine:
         hop = self.hop
         style = self.style
         steps = self.rec.steps
-        idx = self.step_index
         requests = self.requests
         busy = self.busy_s
-        stages = self.sc.stages
-        for k in range(self.n_core):
-            stage = stages[k]
-            if len(stage) > 1:
+        draws = wf.draws
+        for stage, plan in self._core_plan:
+            if plan is None:
                 procs = [env.process(self._call(wf, name)) for name in stage]
                 yield simpy.AllOf(env, procs)
                 for name, p in zip(stage, procs, strict=True):
@@ -383,16 +402,14 @@ class SimEngine:
                         self._fail(wf, f"{p.value}:{name}")
                         return
                 continue
-            name = stage[0]
-            service_s, u, _job = wf.draws[idx[name]]
+            name, i, res, limit, p_fail = plan
+            service_s, u, _job = draws[i]
             started = env.now
             if net:
                 d = hop()
                 if d > 0:
                     yield env.timeout(d)
             requests[name] += 1
-            res = self.resources[name]
-            limit = self._queue_limit[name]
             if limit is not None and len(res.queue) >= limit and res.count >= res.capacity:
                 outcome = REFUSED
             else:
@@ -402,7 +419,7 @@ class SimEngine:
                     yield env.timeout(service_s)
                 res.release(req)
                 busy[name] += service_s
-                outcome = ERROR if u < self._failure_prob[name] else OK
+                outcome = ERROR if u < p_fail else OK
             if net:
                 d = hop()
                 if d > 0:
@@ -411,8 +428,8 @@ class SimEngine:
                 self._record_step(wf, name, started, FAILED, 1, NAN, outcome)
                 self._fail(wf, f"{outcome}:{name}")
                 return
-            steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, 1, NAN))
-        if self.n_core == len(stages):
+            steps.append(_new(StepRecord, (style, wf.wid, name, started, env.now, COMPLETED, 1, NAN)))
+        if self.broker is None:
             self._finish(wf, COMPLETED)
         else:
             wf.response = env.now
@@ -848,11 +865,11 @@ class SimEngine:
             if service_s > 0:
                 yield env.timeout(service_s)
             self.busy_s[name] += service_s
-            events.append(EventRecord(style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False))
+            events.append(_new(EventRecord, (style, msg.topic, name, msg.partition, msg.offset, msg.key, msg.published_s, env.now, False)))
             if u < p_fail:
                 yield from self._after_failure(wf, name, msg, started)
                 return
-            steps.append(StepRecord(style, wf.wid, name, started, env.now, COMPLETED, failures + 1, NAN))
+            steps.append(_new(StepRecord, (style, wf.wid, name, started, env.now, COMPLETED, failures + 1, NAN)))
             if last:
                 wf.done_services.add(name)
                 if len(wf.done_services) == n_last and not wf.failed:
