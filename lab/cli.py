@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run a scenario (preset name or YAML file) on an engine")
     p.add_argument("scenario")
-    p.add_argument("--engine", choices=["sim", "http", "kafka"], default="sim")
+    p.add_argument("--engine", choices=["sim", "http", "kafka"], default="sim",
+                   help="sim (every style); http (orchestration, hybrid over real HTTP); kafka (events on a real "
+                        "broker, and hybrid: the core over HTTP, the rest on Kafka)")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
     p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field, e.g. workload.rate_per_s=20")
     p.add_argument("--out", help="write records and summary to this directory")

@@ -203,3 +203,97 @@ def test_change_propagation_pushes_every_change_to_every_subscriber(bootstrap):
     # pushed: a subscriber knows a change after its own work (10 ms), never before
     assert (st.staleness_s >= 0.010 - 1e-9).all()
     assert row["polls"] == 0
+
+
+def test_load_shedding_window_pauses_consumers_lag_builds_then_drains(bootstrap):
+    # stage 1 from 2023-06-08 00:00 SAST, 2-hour slots played 2400x faster (3 scenario seconds):
+    # area 14 has no power from t = 3 s to 6 s; invoice is in it, without backup
+    from lab.faults import fault_calendar
+
+    shed = {"stage": 1, "start_at": "2023-06-08T00:00", "compress": 2400, "switching_buffer": False, "areas": {"invoice": 14}}
+    sc = _scenario(duration_s=8.0, series_interval_s=0.25, faults={"load_shedding": shed})
+    dark = fault_calendar(sc.faults, list(sc.services), sc.duration_s, 3).down_intervals("invoice")
+    assert dark == [(3.0, 6.0)]
+    res = run_kafka(sc, seed=3, bootstrap=bootstrap, time_scale=SCALE)
+    row = res.summary.iloc[0]
+    assert row["lost"] == 0 and row["completed"] == row["started"] == _n_arrivals(sc, 3)
+    assert all(g["processed"] == g["produced"] for g in res.meta["groups"].values())
+    lag = res.series[(res.series.metric == "lag") & (res.series.entity == "invoice")]
+    before = lag[lag.time_s < 2.5].value.max()
+    during = lag[(lag.time_s > 4.5) & (lag.time_s < 6.0)].value.max()
+    after = lag[lag.time_s > 6.5].value.min()
+    # about rate x 1.5 s = 15 events are waiting by t = 4.5; none are left at the end
+    assert during >= 8 and during > 3 * max(before, 1)
+    assert after <= 1
+    ev = res.events[res.events.group == "invoice"]
+    assert not ((ev.processed_s > 3.0 + 0.3) & (ev.processed_s < 6.0 - 0.05)).any()  # nothing processed in the dark
+    stock = res.events[res.events.group == "stock"]
+    assert ((stock.processed_s > 3.5) & (stock.processed_s < 5.5)).any()  # the other branch kept going
+    wf = res.records
+    held = wf[(wf.started_s > 3.3) & (wf.started_s < 5.5)]
+    assert len(held) > 0 and (held.finished_s >= 6.0 - 0.05).all()
+
+
+def _hybrid_scenario(**over):
+    data = {
+        "name": "kafka-hybrid", "duration_s": 5.0, "style": "hybrid", "seed": 7,
+        "workload": {"arrivals": "poisson", "rate_per_s": 10.0},
+        "network": {"latency_ms": 0},
+        "services": {
+            "auth": {"service_time": 10, "concurrency": 4},
+            "pay": {"service_time": {"dist": "exponential", "mean_ms": 20}, "concurrency": 4, "failure_prob": 0.2},
+            "audit": {"service_time": 10},
+            "alerts": {"service_time": 5},
+        },
+        "flow": ["auth", "pay", ["audit", "alerts"]],
+        "hybrid": {"core_steps": 2},
+        "orchestration": {"retries": 0},
+        "broker": {"partitions": 4},
+    }  # fmt: skip
+    data.update(over)
+    return load_scenario(data)
+
+
+def test_hybrid_core_over_http_then_events_on_kafka_reconcile(bootstrap):
+    import lab
+
+    sc = _hybrid_scenario()
+    res = lab.run(sc, engine="kafka", bootstrap=bootstrap)
+    n = _n_arrivals(sc, 7)
+    row = res.summary.set_index("style").loc["hybrid"]
+    assert len(res.summary) == 1 and row["engine"] == "kafka"
+    # every arrival started its core over HTTP; the failed ones (pay, no retries) were never handed over
+    assert row["started"] == n and row["completed"] + row["failed"] == n
+    assert row["lost"] == 0 and row["duplicates"] == 0 and res.meta["lost"] == 0
+    wf = res.records.set_index("workflow_id")
+    failed = wf[wf.status == "failed"]
+    assert set(failed.reason) <= {"error:pay"} and failed.finished_s.isna().all()
+    steps = res.steps
+    by = steps.groupby(["service", "status"]).size()
+    assert by[("auth", "completed")] == n  # the core ran over HTTP for every workflow
+    assert by[("pay", "completed")] == row["completed"] and by.get(("pay", "failed"), 0) == row["failed"]
+    # the downstream part ran on Kafka: one core.done event per completed core, to both groups
+    groups = res.meta["groups"]
+    assert set(groups) == {"audit", "alerts"}
+    assert groups["audit"]["produced"] == groups["alerts"]["produced"] == row["completed"]
+    assert all(g["processed"] == g["produced"] for g in groups.values())
+    ev = res.events
+    assert set(ev.topic) == {"core.done"}
+    assert (ev.groupby("group").key.nunique() == row["completed"]).all()
+    assert by[("audit", "completed")] == by[("alerts", "completed")] == row["completed"]
+    # order on one clock: a downstream step starts after pay (the end of the core) finished;
+    # the caller's answer (response_s) is the end of the core, the latency runs to the last step
+    st = steps[steps.status == "completed"].pivot_table(index="workflow_id", columns="service", values=["started_s", "finished_s"])
+    st = st.dropna()
+    assert len(st) == row["completed"]
+    assert (st["started_s"]["audit"] >= st["finished_s"]["pay"] - 1e-9).all()
+    assert (st["started_s"]["alerts"] >= st["finished_s"]["pay"] - 1e-9).all()
+    done = wf[wf.status == "completed"]
+    assert (done.response_s >= st["finished_s"]["pay"].reindex(done.index) - 1e-9).all()
+    assert (done.finished_s >= st["finished_s"][["audit", "alerts"]].max(axis=1).reindex(done.index) - 1e-9).all()
+    assert (done.response_s < done.finished_s).all()
+    assert row["response_mean_s"] < row["latency_mean_s"]
+    # the core's service times are real: 10 ms + pay's draw at least; audit adds its 10 ms
+    assert ((done.response_s - done.started_s) >= 0.010).all()
+    assert ((done.finished_s - done.response_s) >= 0.010 - 1e-9).all()
+    assert res.meta["core"]["dead_services"] == {}

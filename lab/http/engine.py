@@ -168,9 +168,7 @@ def run_http(
             source=sc.name, field="style",
         )  # fmt: skip
     windows = fault_windows(sc, seed)
-    orchestrator_down = [
-        (w["start_s"] / compress, w["end_s"] / compress) for w in windows.pop(ORCHESTRATOR, []) if w["kind"] == "outage"
-    ]
+    orchestrator_down = orchestrator_outages(windows, compress)
     for name, ws in (faults or {}).items():
         if name not in sc.services:
             raise LabError(f"unknown service {name!r}", source="faults", field=name)
@@ -194,15 +192,11 @@ def run_http(
                 for s in p.subscribers:
                     cfgs[s]["poll"] = {"url": f"@{p.source}/changes", "interval_ms": p.poll_interval_ms}
                     phases[s] = float(phase_rng.random()) * p.poll_interval_ms / 1000.0
-        with ServiceFleet(cfgs) as fleet:
-            _link(fleet, cfgs)
-            end, lateness = _run_loop(
-                _drive(
-                    sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
-                    phases, on_running, orchestrator_down, _series_every(sc, compress), crn,
-                )
-            )  # fmt: skip
-            dead = fleet.dead()
+        end, lateness, dead = drive_fleet(
+            sc, style, cfgs, rec, arrivals, seed, compress=compress, resilience=resilience, transport=transport,
+            drain_s=drain_s, max_connections=max_connections, phases=phases, on_running=on_running,
+            orchestrator_down=orchestrator_down, crn=crn,
+        )  # fmt: skip
         end_s[style] = min(end, duration_w)
         lat = np.array(lateness, dtype=float)
         meta["styles"][style] = {
@@ -215,6 +209,41 @@ def run_http(
         if dead:
             log.warning("style %s: service(s) died during the run: %s", style, dead)
     return _result(sc, rec, seed, chosen, end_s, compress, meta, _series_every(sc, compress))
+
+
+def orchestrator_outages(windows: dict[str, list[dict[str, Any]]], compress: float) -> list[tuple[float, float]]:
+    """Take the orchestrator's own outages out of ``windows`` (from :func:`fault_windows`),
+    as wall-clock intervals: no process plays them, the orchestrator fails what arrives in them."""
+    return [(w["start_s"] / compress, w["end_s"] / compress) for w in windows.pop(ORCHESTRATOR, []) if w["kind"] == "outage"]
+
+
+def drive_fleet(
+    sc: Scenario, style: str, cfgs: dict[str, dict[str, Any]], rec: Recorder, arrivals: list[float], seed: int, *,
+    compress: float = 1.0, resilience: Any = None, transport: str = "aiohttp", drain_s: float = 30.0,
+    max_connections: int | None = None, phases: dict[str, float] | None = None, on_running: Any = None,
+    orchestrator_down: list[tuple[float, float]] | None = None, crn: bool = True,
+    on_start: Any = None, on_core_done: Any = None,
+) -> tuple[float, list[float], dict[str, int]]:
+    """Start one process per service of ``cfgs`` (:func:`service_configs`), link them and
+    drive one style over HTTP; returns (end of the run in wall seconds since t0, start
+    lateness per arrival, services that died).
+
+    ``on_start(orchestrator)`` is called on the event loop once the services have their start
+    time (``orchestrator.t0``, on ``time.monotonic()``) and before the first arrival.
+    ``on_core_done(wid, start_s, response_s, draws)``: the orchestrator hands each workflow
+    whose orchestrated core succeeded to it instead of calling the downstream stages itself
+    (the Kafka engine publishes it to the broker; see :class:`Orchestrator`)."""
+    with ServiceFleet(cfgs) as fleet:
+        _link(fleet, cfgs)
+        end, lateness = _run_loop(
+            _drive(
+                sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections,
+                phases or {}, on_running, orchestrator_down or [], _series_every(sc, compress), crn,
+                on_start, on_core_done,
+            )
+        )  # fmt: skip
+        dead = fleet.dead()
+    return end, lateness, dead
 
 
 def _link(fleet: ServiceFleet, cfgs: dict[str, dict[str, Any]]) -> None:
@@ -260,7 +289,7 @@ def _run_fresh(coro):
 
 async def _drive(
     sc, style, fleet, rec, arrivals, seed, resilience, transport, drain_s, max_connections, phases, on_running,
-    orchestrator_down, series_every_s, crn,
+    orchestrator_down, series_every_s, crn, on_start=None, on_core_done=None,
 ):
     async with make_client(transport, max_connections=max_connections) as client:
         # warm up: open a connection to every service and run its code paths once, so the
@@ -279,10 +308,12 @@ async def _drive(
             )
         orch = Orchestrator(
             sc, style, fleet.urls, client, rec, call_policies(sc, resilience), spawn(seed, "retry-jitter"), t0,
-            dead=fleet.dead, down=orchestrator_down, series_every_s=series_every_s,
+            dead=fleet.dead, down=orchestrator_down, series_every_s=series_every_s, on_core_done=on_core_done,
         )  # fmt: skip
         if crn:
             orch.use_common_random_numbers(seed)
+        if on_start is not None:
+            on_start(orch)
         end = await orch.run(arrivals, drain_s=drain_s)
         return end, orch.lateness
 

@@ -61,6 +61,7 @@ class Orchestrator:
         dead: Callable[[], dict[str, int]] | None = None,
         down: list[tuple[float, float]] | None = None,
         series_every_s: float = 0.5,
+        on_core_done: Callable[[int, float, float, dict | None], None] | None = None,
     ):
         self.sc = scenario
         self.style = style
@@ -74,6 +75,10 @@ class Orchestrator:
         self.dead: set[str] = set()
         self.down = down or []  # the orchestrator's own outages (wall seconds)
         self.series_every_s = series_every_s
+        #: hybrid on a broker: ``on_core_done(wid, start_s, response_s, draws)`` takes over a
+        #: workflow whose core succeeded (it publishes the event the downstream stages react to
+        #: and records the workflow); without it the orchestrator calls them itself, unheld
+        self.on_core_done = on_core_done
         stages = scenario.stages
         self.stages = stages
         self.n_core = len(stages) if style == "orchestration" else scenario.core_steps
@@ -218,6 +223,12 @@ class Orchestrator:
                 if self.slots is not None:
                     self.slots.release()
             response = self.now()
+            if self.on_core_done is not None and self.n_core < len(self.stages):
+                # hybrid with a broker: the caller has its answer; the downstream stages are a
+                # choreography that the callback starts (the workflow is no longer ours)
+                self.open.pop(wid, None)
+                self.on_core_done(wid, start, response, self.draws.pop(wid, None))
+                return
             # hybrid: the caller has its answer; the downstream part is pushed on, unheld
             for k in range(self.n_core, len(self.stages)):
                 reason = await self._stage(wid, self.stages[k])

@@ -1,4 +1,5 @@
-"""The Kafka engine: a scenario's event-driven style on a real Apache Kafka broker.
+"""The Kafka engine: a scenario's event-driven style, and the choreographed part of its
+hybrid style, on a real Apache Kafka broker.
 
 Same choreography as the simulated ``events`` style (:mod:`lab.sim.engine`), for real, with
 kafka-python:
@@ -32,7 +33,19 @@ scenario's ``faults:`` section when it has one): an outage pauses a service's co
 (they stay in the group and resume where they were); a crash kills consumers between
 processing and committing (their group rebalances; the uncommitted events are redelivered,
 hence duplicates), optionally restarting them; a broker restart stops and restarts the
-lab's own broker, keeping its data.
+lab's own broker, keeping its data.  The scenario's fault calendar
+(:func:`lab.faults.fault_calendar`: outages, load-shedding after backup power, broker crashes)
+plays as pauses of a service's consumers and restarts of the broker.
+
+Hybrid (style ``hybrid``): the first ``hybrid.core_steps`` stages are orchestrated over real
+HTTP by the HTTP engine's machinery (:func:`lab.http.engine.drive_fleet`: one uvicorn process
+per core service, the :class:`~lab.http.orchestrator.Orchestrator` with the scenario's
+policies); when a workflow's core succeeds, the orchestrator hands it over
+(``on_core_done``) and the run publishes a ``core.done`` event, which the downstream
+services' consumer groups react to as in the events style.  ``response_s`` is when the core
+answered, the end-to-end latency runs to the last downstream step, and reconciliation covers
+the Kafka part.  Real HTTP service times run at real speed, so a hybrid needs
+``time_scale=1`` (``compress`` shortens the calendar instead).
 """
 
 from __future__ import annotations
@@ -69,7 +82,11 @@ from . import broker as lab_broker
 log = logging.getLogger(__name__)
 
 STYLE = "events"
+HYBRID = "hybrid"
+#: styles this engine runs (for change propagation: events only)
+KAFKA_STYLES = (STYLE, HYBRID)
 REQUESTED = "workflow.requested"
+CORE_DONE = "core.done"  # the hybrid's hand-over event, as in the simulation
 CHANGES = "changes"
 DEAD_LETTER = "dead-letter"
 
@@ -140,28 +157,45 @@ def options_from_scenario(sc: Scenario) -> KafkaOptions:
 
 
 def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
-    """Map the scenario's ``faults:`` section (if the scenario has one) to Kafka faults:
-    an outage of a service pauses its consumers, an outage of ``broker`` restarts the broker,
-    a crash window of a service kills all its consumers and restarts them at its end."""
+    """Map the scenario's ``faults:`` section (if the scenario has one) to Kafka faults, in
+    scenario seconds.
+
+    The down intervals of the scenario's fault calendar (:func:`lab.faults.fault_calendar`,
+    the simulation's: outages, load-shedding after backup power, crashes of ``broker``;
+    merged per site) pause a service's consumers (:class:`ConsumerOutage`) or stop and restart
+    the broker (:class:`BrokerRestart`); a partition from the broker pauses the service's
+    consumers too; a crash window of a service kills all its consumers and restarts them at its
+    end (:class:`ConsumerCrash`).  The orchestrator's down time has no consumer to pause (a
+    hybrid's core plays it over HTTP)."""
     faults = getattr(sc, "faults", None)
-    if faults is None:
+    if faults is None or faults.empty:
         return []
-    from ..faults import crash_intervals
+    from ..faults import BROKER, crash_intervals, fault_calendar
     from ..rng import spawn
 
+    # service crashes are played as consumer crashes (below); every other way for a site to
+    # be down (a broker crash too) comes from the calendar.  Crash streams are per service
+    # and index, so leaving out the services' crashes keeps the broker's draws as they are.
+    down_only = faults.model_copy(update={
+        "crashes": [c for c in faults.crashes if c.service == BROKER],
+        "latency_spikes": [], "error_bursts": [], "partitions": [],
+    })  # fmt: skip
+    horizon = sc.duration_s + max(60.0, 0.5 * sc.duration_s)  # the simulation's and HTTP engine's horizon
+    cal = fault_calendar(down_only, list(sc.services), horizon, seed)
     out: list[Fault] = []
-    for o in getattr(faults, "outages", []):
-        if o.service == "broker":
-            out.append(BrokerRestart(at_s=o.start_s, down_s=o.duration_s))
-        else:
-            out.append(ConsumerOutage(o.service, o.start_s, o.duration_s))
+    for name in sorted(cal.down):
+        for s, e in cal.down_intervals(name):
+            if name == BROKER:
+                out.append(BrokerRestart(at_s=s, down_s=e - s))
+            elif name in sc.services:
+                out.append(ConsumerOutage(name, s, e - s))
     for pt in getattr(faults, "partitions", []):
-        if pt.peer == "broker":  # cut off from the broker: its consumers get nothing
+        if pt.peer == BROKER:  # cut off from the broker: its consumers get nothing
             out.append(ConsumerOutage(pt.service, pt.start_s, pt.duration_s))
-    if getattr(faults, "load_shedding", None) is not None:
-        log.warning("the Kafka engine does not play load-shedding yet; ignoring faults.load_shedding")
     per_service: dict[str, int] = {}
     for c in getattr(faults, "crashes", []):
+        if c.service not in sc.services:
+            continue
         i = per_service.get(c.service, 0)
         per_service[c.service] = i + 1
         rng = spawn(seed, f"faults.crash:{c.service}:{i}")
@@ -173,11 +207,12 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
 # -- the run ---------------------------------------------------------------------------------
 
 class _Workflow:
-    __slots__ = ("wid", "start_wall", "draws", "failed", "done", "last_hits")
+    __slots__ = ("wid", "start_wall", "response_wall", "draws", "failed", "done", "last_hits")
 
     def __init__(self, wid: int, start_wall: float, draws: dict[str, tuple[float, float, float]]):
         self.wid = wid
         self.start_wall = start_wall
+        self.response_wall: float | None = None  # hybrid: when the orchestrated core answered
         self.draws = draws
         self.failed = False
         self.done = False
@@ -202,7 +237,8 @@ def _kafka():
 
 
 class KafkaRun:
-    """One run of a scenario's event-driven style on a real broker."""
+    """One run of a scenario's event-driven style (or of its hybrid style: the core over HTTP,
+    the rest on the broker) on a real broker."""
 
     def __init__(
         self,
@@ -214,7 +250,16 @@ class KafkaRun:
         compress: float = 1.0,
         options: KafkaOptions | None = None,
         faults: list[Fault] | None = None,
+        style: str = STYLE,
+        transport: str = "aiohttp",
     ):
+        if style not in KAFKA_STYLES:
+            raise LabError(f"the Kafka engine runs {' and '.join(KAFKA_STYLES)}", source="style", field=style)
+        if style == HYBRID and scenario.propagation is not None:
+            raise LabError("change propagation runs its events style on Kafka, not hybrid", source=scenario.name, field="style")
+        if style == HYBRID and time_scale != 1.0:
+            raise LabError("a hybrid's core runs over real HTTP at real speed: use --compress, not --time-scale",
+                           source="--time-scale", field=str(time_scale))  # fmt: skip
         if not time_scale > 0:
             raise LabError("must be > 0", source="--time-scale", field=str(time_scale))
         if not compress > 0:
@@ -226,6 +271,8 @@ class KafkaRun:
         self.compress = float(compress)
         self.horizon = scenario.duration_s / self.compress  # the run's length in engine seconds
         self.opt = options or KafkaOptions()
+        self.style = style
+        self.transport = transport
         self.faults = [_compressed(f, self.compress) for f in faults or []]
         for f in self.faults:
             if not isinstance(f, BrokerRestart) and f.service not in scenario.services:
@@ -235,13 +282,25 @@ class KafkaRun:
                                source="faults", field="broker")  # fmt: skip
         self.rec = Recorder()
         self.prefix = f"lab.{_safe(scenario.name)}.{uuid.uuid4().hex[:8]}"
-        if scenario.propagation is None:
+        self.n_core = scenario.core_steps if style == HYBRID else 0
+        if style == HYBRID:  # the orchestrated core publishes core.done; the rest is a choreography
+            self.stages, self.first_event = scenario.stages[self.n_core :], CORE_DONE
+        elif scenario.propagation is None:
             self.stages, self.first_event = scenario.stages, REQUESTED
         else:  # change propagation: the source publishes each change; every subscriber applies it
             self.stages, self.first_event = [list(scenario.propagation.subscribers)], CHANGES
         self.steps = [n for st in self.stages for n in st]
         self.propagation = scenario.propagation is not None
         self.stage_of = {n: k for k, st in enumerate(self.stages) for n in st}
+        if style == HYBRID:  # the core services' faults are played by their HTTP processes
+            core = [f for f in self.faults if not isinstance(f, BrokerRestart) and f.service not in self.stage_of]
+            if core:
+                log.info("hybrid: %d fault(s) of core services are played over HTTP, not on Kafka", len(core))
+            self.faults = [f for f in self.faults if f not in core]
+        self.clock = threading.Event()  # set when the run's clock (t0) starts
+        self.core_rec = Recorder()  # hybrid: what the HTTP orchestrator records
+        self.orch: Any = None
+        self.core_meta: dict[str, Any] = {}
         self.lock = threading.Lock()
         self._tls = threading.local()
         self.stop = threading.Event()
@@ -396,7 +455,7 @@ class KafkaRun:
     def _publish_failed(self, topic: str, wid: int, exc: BaseException) -> None:
         log.warning("publish to %s of workflow %d failed: %s", topic, wid, exc)
         with self.lock:
-            self.rec.count(STYLE, "publish_failed")
+            self.rec.count(self.style, "publish_failed")
 
     # -- consuming ----------------------------------------------------------------------
     def _start_consumer(self, service: str) -> _Consumer:
@@ -474,7 +533,7 @@ class KafkaRun:
                                 # and another consumer gets these events again
                                 log.info("crash: %s consumer %d dies with uncommitted events", service, c.index)
                                 c.crashed = True
-                                self.rec.count(STYLE, "consumer_crashes")
+                                self.rec.count(self.style, "consumer_crashes")
                                 consumer.close(autocommit=False)
                                 return
                 except KafkaError as exc:
@@ -524,7 +583,7 @@ class KafkaRun:
         if isinstance(response, BaseException):  # a rebalance or the broker away: these come again
             log.info("commit failed (%s); events will be redelivered", response)
             with self.lock:
-                self.rec.count(STYLE, "commit_failed")
+                self.rec.count(self.style, "commit_failed")
 
     def _handle(self, service: str, r: Any) -> None:
         ev = json.loads(r.value)
@@ -538,18 +597,18 @@ class KafkaRun:
             duplicate = eid in self.seen[service]
             self.seen[service].add(eid)
             if duplicate:
-                self.rec.count(STYLE, "duplicates")
+                self.rec.count(self.style, "duplicates")
             wf = self.workflows.get(wid)
         if duplicate and self.opt.idempotent_consumer and eid in self.processed[service]:
-            events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), True))
+            events.append(EventRecord(self.style, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), True))
             with self.lock:
-                self.rec.count(STYLE, "duplicates_absorbed")
+                self.rec.count(self.style, "duplicates_absorbed")
             return
         k = self.stage_of[service]
         prev = len(self.stages[k - 1]) if k > 0 else 1
         if wf is None or wf.failed:
             self._processed(service, eid)
-            events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
+            events.append(EventRecord(self.style, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
             return
         if prev > 1 and not topic_event.endswith(".retry"):
             with self.lock:
@@ -558,7 +617,7 @@ class KafkaRun:
                 waiting = len(hits) < prev
             if waiting:  # a join: wait for every branch of the previous stage
                 self._processed(service, eid)
-                events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
+                events.append(EventRecord(self.style, topic_event, service, r.partition, r.offset, wid, published_s, self.now_s(), duplicate))
                 return
         retry = topic_event.endswith(".retry")
         attempt = int(ev.get("attempt", 0))
@@ -573,17 +632,17 @@ class KafkaRun:
                 time.sleep(work_s * self.scale)
             started, finished = self.now_s(attempt_wall), self.now_s()
             with self.lock:
-                self.rec.count(STYLE, f"busy_s:{service}", work_s)
+                self.rec.count(self.style, f"busy_s:{service}", work_s)
             if not self._fails(service, u):
                 break
             where = self._after_failure(wf, service, attempt + 1, started, finished, ev)
             if where != "redeliver":
-                events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
+                events.append(EventRecord(self.style, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
                 self._processed(service, eid)
                 return
             attempt += 1  # in place: this partition waits for the retry
             service_s, u = self.retry_time[service](), self.retry_coin[service]()
-        events.append(EventRecord(STYLE, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
+        events.append(EventRecord(self.style, topic_event, service, r.partition, r.offset, wid, published_s, finished, duplicate))
         if job_s > 0:
             # an asynchronous job: the service accepted it; its workers run it and push the
             # completion event when done, while the consumer moves on
@@ -591,7 +650,7 @@ class KafkaRun:
         else:
             # for change propagation: how stale the subscriber was (change made until applied)
             stale = finished - self.now_s(wf.start_wall) if self.propagation else NAN
-            self.rec.steps.append(StepRecord(STYLE, wid, service, self.now_s(start_wall), finished, COMPLETED, attempt + 1, stale))
+            self.rec.steps.append(StepRecord(self.style, wid, service, self.now_s(start_wall), finished, COMPLETED, attempt + 1, stale))
             self._step_done(wf, service, ev["t0"])
         self._processed(service, eid)
 
@@ -612,22 +671,22 @@ class KafkaRun:
         delay_s = self.policies[service].retry.delay_s(n, u=self.jitter())
         if where == "redeliver":
             with self.lock:
-                self.rec.count(STYLE, "retries")
+                self.rec.count(self.style, "retries")
             time.sleep(delay_s * self.scale)
             return where
         if where == "retry_topic":
             with self.lock:
-                self.rec.count(STYLE, "retries")
+                self.rec.count(self.style, "retries")
             value = {"wid": wf.wid, "t0": ev["t0"], "attempt": n}
             timer = threading.Timer(delay_s * self.scale, self._publish_retry, args=(service, wf.wid, value))
             timer.daemon = True
             timer.start()
             return where
-        self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, finished, FAILED, n, NAN))
+        self.rec.steps.append(StepRecord(self.style, wf.wid, service, started, finished, FAILED, n, NAN))
         if where == "dlq":
             self.publish(self.topic(DEAD_LETTER), wf.wid, {"wid": wf.wid, "t0": ev["t0"], "pub": time.time(), "from": service})
             with self.lock:
-                self.rec.count(STYLE, "dlq")
+                self.rec.count(self.style, "dlq")
             self._finish(wf, FAILED, f"dlq:{service}")
         else:
             self._finish(wf, FAILED, f"error:{service}")
@@ -641,7 +700,7 @@ class KafkaRun:
         if self.stop.wait(job_s * self.scale):
             return
         try:
-            self.rec.steps.append(StepRecord(STYLE, wf.wid, service, started, self.now_s(), COMPLETED, attempts, NAN))
+            self.rec.steps.append(StepRecord(self.style, wf.wid, service, started, self.now_s(), COMPLETED, attempts, NAN))
             if not wf.failed:
                 self._step_done(wf, service, t0)
         except Exception as exc:  # noqa: BLE001 - a pool thread: hand the error to the run
@@ -673,19 +732,88 @@ class KafkaRun:
             self.open -= 1
         t = self.now_s(now)
         start = self.now_s(wf.start_wall)
+        if self.propagation:
+            response = start
+        elif wf.response_wall is not None:  # hybrid: the caller had its answer when the core did
+            response = self.now_s(wf.response_wall)
+        else:
+            response = t if status == COMPLETED else NAN
         self.rec.workflows.append(
-            WorkflowRecord(STYLE, wf.wid, start, t if status == COMPLETED else NAN, status, reason,
-                           start if self.propagation else (t if status == COMPLETED else NAN))
+            WorkflowRecord(self.style, wf.wid, start, t if status == COMPLETED else NAN, status, reason, response)
         )
 
     # -- arrivals, monitor, faults --------------------------------------------------------
+    def _start_clock(self, t0: float) -> None:
+        self.t0 = t0
+        self.clock.set()
+
     def _arrivals(self) -> None:
         try:
-            self._play_arrivals()
+            if self.style == HYBRID:
+                self._play_core()
+            else:
+                self._start_clock(time.time())
+                self._play_arrivals()
         except Exception as exc:  # noqa: BLE001 - hand the error to the run
             log.exception("arrivals failed")
             self.errors.append(exc)
             self.arrivals_done = True
+
+    def _play_core(self) -> None:
+        """The hybrid's orchestrated core over real HTTP (the HTTP engine's fleet and
+        orchestrator, core services only); each workflow whose core succeeds is handed to
+        :meth:`_core_done`, which publishes its ``core.done`` event."""
+        import numpy as np
+
+        from ..http.engine import (
+            drive_fleet,
+            fault_windows,
+            orchestrator_outages,
+            service_configs,
+            wall_workload,
+        )
+
+        sc = self.sc
+        core = [n for st in sc.stages[: self.n_core] for n in st]
+        windows = fault_windows(sc, self.seed)  # the calendar's windows, load shedding included
+        down = orchestrator_outages(windows, self.compress)
+        cfgs = service_configs(sc, HYBRID, self.seed, self.compress, windows)
+        cfgs = {n: cfgs[n] for n in core}
+        arrivals = list(arrival_times(wall_workload(sc.workload, self.compress), self.horizon, Streams(self.seed)))
+
+        def on_start(orch: Any) -> None:  # on the event loop: align our clock with the orchestrator's
+            self.orch = orch
+            self._start_clock(time.time() + (orch.t0 - time.monotonic()))
+
+        end, lateness, dead = drive_fleet(
+            sc, HYBRID, cfgs, self.core_rec, arrivals, self.seed, compress=self.compress, transport=self.transport,
+            drain_s=self.opt.drain_timeout_s, orchestrator_down=down, on_start=on_start, on_core_done=self._core_done,
+        )  # fmt: skip
+        lat = np.array(lateness, dtype=float)
+        self.core_meta = {
+            "arrivals": len(arrivals), "core": core, "core_end_s": end, "dead_services": dead,
+            "start_lateness_p50_s": float(np.percentile(lat, 50)) if lat.size else 0.0,
+            "start_lateness_p99_s": float(np.percentile(lat, 99)) if lat.size else 0.0,
+            "start_lateness_max_s": float(lat.max()) if lat.size else 0.0,
+        }  # fmt: skip
+        if dead:
+            log.warning("hybrid core: service(s) died during the run: %s", dead)
+        self.arrivals_done = True
+        log.info("hybrid core done: %d arrivals, %d handed over to Kafka", len(arrivals), len(self.workflows))
+
+    def _core_done(self, wid: int, start_s: float, response_s: float, draws: dict | None) -> None:
+        """The orchestrator's hand-over (on its event loop): the workflow's core succeeded at
+        ``response_s`` (seconds on the shared clock); publish ``core.done``."""
+        try:
+            wf = _Workflow(wid, self.wall_of(start_s), draws or {})
+            wf.response_wall = self.wall_of(response_s)
+            with self.lock:
+                self.workflows[wid] = wf
+                self.open += 1
+            self.publish(self.topic(CORE_DONE), wid, {"wid": wid, "t0": wf.start_wall, "pub": time.time()})
+        except Exception as exc:  # noqa: BLE001 - hand the error to the run
+            log.exception("hand-over of workflow %d failed", wid)
+            self.errors.append(exc)
 
     def _play_arrivals(self) -> None:
         sc = self.sc
@@ -727,8 +855,9 @@ class KafkaRun:
         groups = {self.group(n): n for n in self.steps}
         while not self.stop.wait(every):
             now = self.now_s()
+            core = self.orch.in_flight if self.orch is not None else 0  # hybrid: workflows still in the core
             with self.lock:
-                self.rec.series.append(SeriesPoint(STYLE, now, "in_flight", "workflows", float(self.open)))
+                self.rec.series.append(SeriesPoint(self.style, now, "in_flight", "workflows", float(self.open + core)))
             try:
                 if probe is None:
                     probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", enable_auto_commit=False, **self._common())
@@ -743,7 +872,7 @@ class KafkaRun:
                             tp = TopicPartition(t, p)
                             c = offs.get(tp)
                             lag += ends.get(tp, 0) - (c.offset if c is not None and c.offset >= 0 else 0)
-                    self.rec.series.append(SeriesPoint(STYLE, now, "lag", n, float(lag)))
+                    self.rec.series.append(SeriesPoint(self.style, now, "lag", n, float(lag)))
             except Exception as exc:  # noqa: BLE001 - e.g. the broker is restarting
                 log.debug("lag probe failed: %s", exc)
         if probe is not None:
@@ -781,8 +910,8 @@ class KafkaRun:
                 t_stop = self.now_s()
                 log.info("fault: restarting the broker at t=%.1f s", t_stop)
                 lab_broker.restart(down_s=f.down_s * self.scale)
-                self.rec.count(STYLE, "broker_restarts")
-                self.rec.count(STYLE, "broker_down_s", self.now_s() - t_stop)
+                self.rec.count(self.style, "broker_restarts")
+                self.rec.count(self.style, "broker_down_s", self.now_s() - t_stop)
         except Exception as exc:  # noqa: BLE001
             log.exception("fault %s failed", f)
             self.errors.append(exc)
@@ -809,13 +938,17 @@ class KafkaRun:
                 for _ in range(self.sc.consumers_of(n)):
                     self._start_consumer(n)
             self._wait_joined()
-            self.t0 = time.time()
+            if self.style == HYBRID:  # the hand-over must not wait for topic metadata
+                self.producer.partitions_for(self.topic(CORE_DONE))
             arrivals = threading.Thread(target=self._arrivals, name="kafka-arrivals", daemon=True)
             monitor = threading.Thread(target=self._monitor, name="kafka-monitor", daemon=True)
-            arrivals.start()
-            monitor.start()
-            for th in fault_threads:
-                th.start()
+            arrivals.start()  # starts the clock (hybrid: once the core's services are up)
+            while not self.clock.wait(0.1) and arrivals.is_alive():
+                pass
+            if self.clock.is_set():
+                monitor.start()
+                for th in fault_threads:
+                    th.start()
             arrivals.join()
             deadline = time.time() + self.opt.drain_timeout_s + self.max_job_s * self.scale
             while time.time() < deadline and not self._settled() and not self.errors:
@@ -837,6 +970,11 @@ class KafkaRun:
         if self.errors:
             raise EngineUnavailable(f"the Kafka run failed: {self.errors[0]!r}")
         meta = self._reconcile(end_s)
+        if self.style == HYBRID:  # the core's steps, polls, failures and counters; our own in-flight series
+            core = self.core_rec
+            core.series = [p for p in core.series if p.metric != "in_flight" and (p.metric != "queue" or p.entity not in self.stage_of)]
+            self.rec.extend(core)
+            meta["core"] = self.core_meta
         if self.opt.delete_topics:
             try:
                 self.admin.delete_topics(topics, timeout_ms=30000)
@@ -895,18 +1033,19 @@ class KafkaRun:
             unprocessed += g_left
             per_group[n] = {"produced": len(want), "processed": len(want) - g_lost - g_left, "lost": g_lost,
                             "unprocessed": g_left}  # fmt: skip
-        self.rec.count(STYLE, "unprocessed", unprocessed)
-        self.rec.count(STYLE, "lost", lost)
-        self.rec.count(STYLE, "published", sum(len(v) for v in self.produced.values()))
+        self.rec.count(self.style, "unprocessed", unprocessed)
+        self.rec.count(self.style, "lost", lost)
+        self.rec.count(self.style, "published", sum(len(v) for v in self.produced.values()))
         for wf in self.workflows.values():
             if not wf.done:
-                self.rec.workflows.append(WorkflowRecord(STYLE, wf.wid, self.now_s(wf.start_wall), NAN, IN_FLIGHT, "", NAN))
+                response = self.now_s(wf.response_wall) if wf.response_wall is not None else NAN
+                self.rec.workflows.append(WorkflowRecord(self.style, wf.wid, self.now_s(wf.start_wall), NAN, IN_FLIGHT, "", response))
         c = self.rec.counters
         return {
             "bootstrap": self.bootstrap, "topic_prefix": self.prefix, "time_scale": self.scale, "compress": self.compress, "groups": per_group,
-            "lost": lost, "unprocessed": unprocessed, "duplicates": int(c.get((STYLE, "duplicates"), 0)),
-            "duplicates_absorbed": int(c.get((STYLE, "duplicates_absorbed"), 0)),
-            "dlq": int(c.get((STYLE, "dlq"), 0)), "retries": int(c.get((STYLE, "retries"), 0)), "end_s": end_s,
+            "lost": lost, "unprocessed": unprocessed, "duplicates": int(c.get((self.style, "duplicates"), 0)),
+            "duplicates_absorbed": int(c.get((self.style, "duplicates_absorbed"), 0)),
+            "dlq": int(c.get((self.style, "dlq"), 0)), "retries": int(c.get((self.style, "retries"), 0)), "end_s": end_s,
         }  # fmt: skip
 
 
@@ -957,21 +1096,39 @@ def run_kafka(
     options: KafkaOptions | None = None,
     faults: list[Fault] | None = None,
     start_broker: bool = False,
+    styles: list[str] | None = None,
+    transport: str = "aiohttp",
     **option_overrides: Any,
 ):
-    """Run ``scenario``'s event-driven style on a real Kafka broker; a :class:`~lab.result.RunResult`.
+    """Run ``scenario``'s event-driven and hybrid styles on a real Kafka broker; a
+    :class:`~lab.result.RunResult` (engine ``kafka``) with one summary row per style.
 
+    ``styles`` defaults to the scenario's styles this engine runs (``events``, ``hybrid``;
+    for change propagation ``events``); a scenario with neither runs as ``events``.  A hybrid
+    runs its orchestrated core over real HTTP (the HTTP engine's services and orchestrator,
+    ``transport`` as there) and the rest on Kafka; see the module's notes.
     ``bootstrap``: ``HOST:PORT`` of a cluster; default ``$KAFKA_BOOTSTRAP_SERVERS`` or the
     lab's running broker (``lab kafka up``), which ``start_broker=True`` starts if needed.
     ``compress`` / ``time_scale``: see the module's notes on clocks.
     ``faults`` add to the scenario's own ``faults:`` section.  ``option_overrides`` set
     :class:`KafkaOptions` fields (``acks="1"``, ``idempotent_consumer=False``...).
+    ``meta`` holds the reconciliation (``lost``, ``groups``, ...) per style under
+    ``meta["styles"]``, and at the top level for a single style (summed over styles otherwise).
     """
     from ..result import RunResult
 
     seed = scenario.seed if seed is None else int(seed)
-    if STYLE not in scenario.styles:
+    allowed = (STYLE,) if scenario.propagation is not None else KAFKA_STYLES
+    asked = list(styles or scenario.styles)
+    chosen = [s for s in asked if s in allowed]
+    if styles is not None and len(chosen) < len(asked):
+        raise LabError(f"the Kafka engine runs {', '.join(allowed)} here", source="styles",
+                       field=",".join(s for s in asked if s not in allowed))  # fmt: skip
+    if not chosen:
         log.info("scenario %s lists styles %s; the Kafka engine runs its events style", scenario.name, scenario.styles)
+        chosen = [STYLE]
+    elif len(chosen) < len(asked):
+        log.info("the Kafka engine runs %s of %s (orchestration: --engine http)", chosen, scenario.name)
     addr = lab_broker.resolve_bootstrap(bootstrap)
     if addr is None:
         if not start_broker:
@@ -984,13 +1141,27 @@ def run_kafka(
             raise LabError(f"unknown Kafka option {k!r}", source="run_kafka", field=k)
         setattr(opt, k, v)
     all_faults = faults_from_scenario(scenario, seed) + list(faults or [])
-    run = KafkaRun(scenario, seed=seed, bootstrap=addr, time_scale=time_scale, compress=compress, options=opt, faults=all_faults)
-    rec, end_s, meta = run.run()
+    rec = Recorder()
+    end_s: dict[str, float] = {}
+    extra: dict[str, dict[str, float]] = {}
+    metas: dict[str, dict[str, Any]] = {}
+    for style in chosen:
+        run = KafkaRun(scenario, seed=seed, bootstrap=addr, time_scale=time_scale, compress=compress, options=opt,
+                       faults=all_faults, style=style, transport=transport)  # fmt: skip
+        style_rec, end_s[style], metas[style] = run.run()
+        rec.extend(style_rec)
+        if style == HYBRID:
+            extra[style] = {"start_lateness_p99_s": metas[style]["core"]["start_lateness_p99_s"]}
     # summaries on the engine's clock: duration and warm-up divided by ``compress``
     clock = scenario if compress == 1.0 else scenario.replace(duration_s=scenario.duration_s / compress, warmup_s=scenario.warmup_s / compress)
-    result = RunResult.from_recorder(clock, rec, engine="kafka", seed=seed, styles=[STYLE], end_s={STYLE: end_s})
+    result = RunResult.from_recorder(clock, rec, engine="kafka", seed=seed, styles=chosen, end_s=end_s, extra=extra)
     result.scenario = scenario
-    result.meta.update(meta)
+    if len(chosen) == 1:
+        result.meta.update(metas[chosen[0]])
+    else:
+        for k in ("lost", "unprocessed", "duplicates", "duplicates_absorbed", "dlq", "retries"):
+            result.meta[k] = sum(m[k] for m in metas.values())
+        result.meta.update({k: metas[chosen[0]][k] for k in ("bootstrap", "time_scale")})
+    result.meta["styles"] = metas
     result.meta["compress"] = compress
     return result
-
