@@ -159,10 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(sub) -> None:
-    """Subcommands contributed by other modules (kafka, sweep, http compare)."""
+    """Subcommands contributed by other modules (kafka, sweep, http compare, claims)."""
     import importlib
 
-    for module in ("lab.kafka.command", "lab.sweep", "lab.http.command"):
+    for module in ("lab.kafka.command", "lab.sweep", "lab.http.command", "lab.claims"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
