@@ -83,13 +83,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .http.command import run_options
 
         options.update(run_options(args))
+    if args.out:  # a directory that cannot be made is a mistake found before the run, not after
+        _ensure_dir(args.out)
     result = run(sc, engine=args.engine, seed=args.seed, **options)
-    if args.out:
-        path = result.save(args.out, fmt=args.format)
-        if not args.json:
-            print(f"wrote {path}/ (records, steps, polls, events, series, summary as {args.format})")
-    _print_summary(result.summary, args.json)
+    try:
+        if args.out:
+            path = result.save(args.out, fmt=args.format)
+            if not args.json:
+                print(f"wrote {path}/ (records, steps, polls, events, series, summary as {args.format})")
+    finally:  # the summary is shown even when writing failed: nothing computed is lost
+        _print_summary(result.summary, args.json)
     return 0
+
+
+def _ensure_dir(path: str) -> None:
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LabError(f"cannot create output directory: {exc.strerror}", source=path, field="--out") from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -183,3 +183,12 @@ def test_out_writes_tables_that_read_back(tmp_path):
     assert list(back.summary["style"]) == ["orchestration", "events"]
     assert len(back.records) == back.summary["started"].sum() + (back.records.started_s < back.scenario.warmup_s).sum()
     assert back.scenario.name == "crm-sync"
+
+
+def test_out_that_cannot_be_made_fails_before_the_run(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    r = cli("run", "mm1-teaching", "--out", str(blocker / "run"))
+    assert r.returncode == 2 and r.stdout == ""  # refused before simulating, not after
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--out" in lines[0] and str(blocker / "run") in lines[0]
