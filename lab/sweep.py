@@ -36,6 +36,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -46,7 +47,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from .errors import LabError
 from .records import SUMMARY_COLUMNS
@@ -245,14 +246,19 @@ def plan_sweep(
                 raise LabError(f"not a scenario field{where}", source=source, field=f"grid.{k}") from None
     scenarios: list[Scenario | None] = []
     errors: list[str | None] = []
+    first_bad: LabError | None = None
     for i, p in enumerate(points):
         try:
             scenarios.append(base.replace(**p))
             errors.append(None)
         except LabError as exc:  # named as the sweep's own field, so the user finds it
             scenarios.append(None)
-            field = f"grid.{exc.field}" if exc.field in p else (exc.field or "grid")
-            errors.append(f"LabError: {LabError(exc.message, source=source, field=f'{field} (point {i})').one_line()}")
+            bad = LabError(exc.message, source=source, field=f"{_grid_field(exc.field, p)} (point {i})")
+            first_bad = first_bad or bad
+            if all(sc is None for sc in scenarios) and i == len(points) - 1:  # nothing can run: the sweep is wrong
+                more = f" (no point of the {len(points)} is a valid scenario)" if len(points) > 1 else ""
+                raise LabError(first_bad.message + more, source=source, field=first_bad.field) from None
+            errors.append(f"LabError: {bad.one_line()}")
     stored_points = [
         {k: (json.dumps(p.get(k), sort_keys=True) if k in json_keys and k in p else p.get(k)) for k in keys}
         for p in points
@@ -264,6 +270,18 @@ def plan_sweep(
         dump = sc.model_dump(mode="json") if sc is not None else {"base": base_dump, "overrides": p}
         plan.keys.append([run_key(dump, s) for s in seeds])
     return plan
+
+
+def _grid_field(field: str | None, point: Mapping[str, Any]) -> str:
+    """The sweep-file name of a scenario field a point's override broke: ``grid.KEY`` for
+    the grid key it came from (``grid.workload`` for a ``workload.rate_per_s`` error when
+    the grid set ``workload`` whole), else the scenario field itself."""
+    if not field:
+        return "grid"
+    for k in sorted(point, key=len, reverse=True):
+        if field == k or field.startswith(k + ".") or field.startswith(k + "["):
+            return f"grid.{field}"
+    return field
 
 
 # -- one run ---------------------------------------------------------------------------------
@@ -344,7 +362,7 @@ class _Processes:
 
     def __init__(self, tasks: Iterable[_Task], workers: int):
         self._it = iter(tasks)
-        self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context())
+        self._pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_mp_context(), initializer=_worker_init)
         self._pending = {self._pool.submit(_run_task, t) for t in itertools.islice(self._it, _window(workers))}
 
     def __iter__(self) -> Iterator[_Result]:
@@ -355,13 +373,29 @@ class _Processes:
                     yield fut.result()
                 for t in itertools.islice(self._it, len(done)):
                     self._pending.add(self._pool.submit(_run_task, t))
+        except BaseException:  # Ctrl-C, or the caller stopped early: do not wait for runs in flight
+            self.close(abort=True)
+            raise
         finally:
             self.close()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the pool.  ``abort`` (an interrupt): the workers are terminated at once,
+        their runs in flight are lost (a resumed sweep redoes them); otherwise the pool
+        finishes the runs it has started."""
         for fut in self._pending:
             fut.cancel()
+        if abort:
+            for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                if proc.is_alive():
+                    proc.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _worker_init() -> None:
+    """In a worker process: Ctrl-C is the parent's to handle (it stops the workers); a
+    worker dying of its own KeyboardInterrupt mid-run would break the pool instead."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Dask:
@@ -381,10 +415,12 @@ class _Dask:
                 n_workers=workers or min(os.cpu_count() or 1, 4),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # a free port: never a clash with another cluster on 8787
                 silence_logs=logging.WARNING,
             )
             self._client, self._own = Client(self._cluster), True
+            log.info("embedded Dask LocalCluster %s, dashboard %s", self._cluster.scheduler_address,
+                     self._client.dashboard_link)
         else:
             try:
                 self._client, self._own = Client(str(scheduler), timeout="10s"), True
@@ -419,7 +455,8 @@ class _Dask:
         finally:
             self.close()
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Release the client (and the embedded cluster); runs in flight are abandoned."""
         if self._own:
             self._own = False
             self._client.close()
@@ -525,6 +562,7 @@ def sweep(
     n_failed = 0
     per_point = [sum(k in done for k in ks) for ks in plan.keys]  # runs done per point
     points_done = sum(n == plan.replications for n in per_point)
+    bar.set_postfix({"points": f"{points_done}/{len(plan.points)}"}, refresh=False)
 
     def tick(run_id: int) -> None:
         nonlocal points_done
@@ -560,12 +598,16 @@ def sweep(
             store.close()
             if compact:
                 store.compact()
+    except BaseException:  # Ctrl-C (or a failing store): stop the workers now, keep what is stored
+        if isinstance(results, _Processes | _Dask):
+            results.close(abort=True)
+        raise
     finally:
         bar.close()
         if isinstance(results, _Processes | _Dask):
             results.close()
         if store is not None:
-            store.close()
+            store.close()  # the finished runs buffered so far are written: --resume starts after them
     log.info("sweep %s: %d runs in %.1f s, %d failed", plan.base.name, plan.n_runs, time.perf_counter() - t0, n_failed)
     if store is not None:
         if not load:
@@ -664,8 +706,8 @@ class SweepFile(BaseModel):
     scenario: str = Field(min_length=1)
     overrides: dict[str, Any] = Field(default_factory=dict, alias="set")
     grid: dict[str, Any] | list[dict[str, Any]]
-    replications: int = Field(default=10, ge=1)
-    seed: int = Field(default=0, ge=0)
+    replications: StrictInt = Field(default=10, ge=1)  # strict: "true" or 2.0 is a mistake, not 1 or 2
+    seed: StrictInt = Field(default=0, ge=0)
     out: str | None = None
     description: str = ""
 
@@ -754,7 +796,9 @@ def cli_sweep(args: argparse.Namespace) -> int:
     """``lab sweep``: run, store, print where the rows went.  Raises LabError on bad input."""
     spec = load_sweep_file(args.sweep_file)
     f = spec.file
-    if getattr(args, "verbose", 0) == 0:
+    if args.scheduler is not None and getattr(args, "verbose", 0) == 0:
+        import distributed  # noqa: F401  (importing it sets its loggers to INFO: quiet them after)
+
         logging.getLogger("distributed").setLevel(logging.WARNING)  # no cluster chatter on the terminal
     out = args.out or f.out
     if args.workers is not None and args.workers < 1:

@@ -215,6 +215,36 @@ def test_resume_skips_finished_runs(mm1, sequential, tmp_path):
                                                     progress=False))  # fmt: skip
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupted_sweep_stops_its_workers_keeps_finished_runs_and_resumes(mm1, sequential, monkeypatch, tmp_path,
+                                                                            workers):
+    """Ctrl-C in the middle (here: KeyboardInterrupt as the 4th run's rows are stored):
+    the sweep raises it, no worker process is left behind, the runs finished before it are
+    on disk, and --resume runs only the others and gives the full table."""
+    import multiprocessing
+
+    real = sweep_mod._rows_of
+    calls = {"n": 0}
+
+    def interrupt_on_4th(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    out = tmp_path / "int.parquet"
+    monkeypatch.setattr(sweep_mod, "_rows_of", interrupt_on_4th)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(mm1, GRID, replications=3, seed=11, workers=workers, out=out, progress=False)
+    assert not multiprocessing.active_children()
+    stored = _stored_keys(out)
+    assert len(stored) == 3 and set(stored) <= set(sequential["key"])
+    monkeypatch.setattr(sweep_mod, "_rows_of", real)
+    full = sweep(mm1, GRID, replications=3, seed=11, workers=workers, out=out, resume=True, progress=False)
+    pd.testing.assert_frame_equal(sequential, full)
+    assert sorted(_stored_keys(out)) == sorted(sequential["key"])  # the 3 stored runs were not redone
+
+
 def test_resume_of_a_different_kind_of_sweep_is_refused(mm1, tmp_path):
     out = tmp_path / "k.parquet"
     sweep(mm1, {"workload.rate_per_s": [5]}, replications=1, workers=1, out=out, progress=False)
@@ -352,6 +382,16 @@ BAD_FILES = {
     "not a mapping": ("- 1\n- 2\n", None),
     "grid list of non-mappings": ("scenario: mm1-teaching\ngrid: [{workload.rate_per_s: 1}, 3]\n", "grid[1]"),
     "empty grid list": ("scenario: mm1-teaching\ngrid: {workload.rate_per_s: []}\n", "grid.workload.rate_per_s"),
+    "replications a bool": ("scenario: mm1-teaching\ngrid: {style: [events]}\nreplications: true\n", "replications"),
+    "replications a float": ("scenario: mm1-teaching\ngrid: {style: [events]}\nreplications: 2.5\n", "replications"),
+    "seed negative": ("scenario: mm1-teaching\ngrid: {style: [events]}\nseed: -1\n", "seed"),
+    "every point invalid": ("scenario: mm1-teaching\ngrid: {workload.rate_per_s: [-1, -2]}\n",
+                            "grid.workload.rate_per_s (point 0)"),
+    "fixed grid value invalid": ("scenario: mm1-teaching\ngrid: {workload.rate_per_s: [1, 2], network.latency_ms: -5}\n",
+                                 "grid.network.latency_ms"),
+    "grid sets a section whole, badly": ("scenario: mm1-teaching\ngrid: {workload: {rate_per_s: [1, 2]}}\n",
+                                         "grid.workload.rate_per_s"),
+    "reserved grid key": ("scenario: mm1-teaching\ngrid: {seed: [1, 2]}\n", "grid.seed"),
 }  # fmt: skip
 
 
@@ -373,7 +413,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cli_bad_sweep_files_exit_2_one_line(tmp_path):
-    for case in ("unknown grid key", "bad set value"):  # the other cases: in-process above
+    for case in ("unknown grid key", "bad set value", "every point invalid", "replications a bool"):  # the rest: above
         p = _write(tmp_path, BAD_FILES[case][0], f"{case.replace(' ', '_')}.yaml")
         r = _cli(str(p), "--no-progress", cwd=tmp_path)
         assert r.returncode == 2, (case, r.stderr)
