@@ -78,7 +78,7 @@ def plot_staleness(steps: pd.DataFrame, *, ax=None, title: str | None = None, bi
         ax.hist(v, bins=edges, alpha=0.6, color=style_colour(style), label=f"{style} (mean {v.mean():.3g} s)")
     ax.set_xscale("log")
     ax.set_xlabel("staleness: change to awareness (s, log scale)")
-    ax.set_ylabel("changes x subscribers")
+    ax.set_ylabel("count (changes x subscribers)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     if title:
@@ -390,7 +390,7 @@ def plot_failure_propagation(timeline: pd.DataFrame, *, ax=None, style: str | No
             outer.plot(backlog.index.to_numpy(dtype=float) + width / 2, backlog.to_numpy(), color=colour, lw=1.2,
                        ls="--", label=f"{name}: backlog (queue + lag)")
     right.set_ylabel(f"{fail_label} per {width:g} s (solid)")
-    outer.set_ylabel("backlog: queued + unconsumed (dashed)")
+    outer.set_ylabel("backlog: queued + unconsumed (messages, dashed)")
     right.set_ylim(bottom=0)
     outer.set_ylim(bottom=0)
     handles = [Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items()]

@@ -59,7 +59,7 @@ def test_latency_cdf_and_staleness_still_work(records):
     assert _colour(ax, "events") == plots.STYLE_COLOURS["events"]
     steps = pd.DataFrame({"style": ["orchestration"] * 3 + ["events"] * 3, "staleness_s": [10, 15, 20, 0.01, 0.02, 0.03]})
     ax = plots.plot_staleness(steps, ax=_ax())
-    assert "staleness" in ax.get_xlabel()
+    assert "staleness" in ax.get_xlabel() and "(s" in ax.get_xlabel() and "count" in ax.get_ylabel()
 
 
 def test_latency_cdf_draws_immediate_answers_at_a_floor(records):
@@ -173,6 +173,7 @@ def test_failure_propagation_picture():
     backlog = next(ln for ln in outer.get_lines() if ln.get_label() == "events: backlog (queue + lag)")
     assert max(backlog.get_ydata()) == 3 + 8  # three queues of 1 plus the lag at payment
     assert ax.get_xlabel() == "time (s)"
+    assert "(messages" in outer.get_ylabel() and "per 10 s" in right.get_ylabel()  # units on every axis
 
 
 def test_failure_propagation_uses_system_rows_and_rebuckets():
