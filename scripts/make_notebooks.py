@@ -235,19 +235,16 @@ def nb_02_coupling():
         CHAIN_LENGTHS = [1, 2, 3, 4, 6, 8]
         DURATION_S = 120
         SEED = 7
+        SERVICE = {"service_time": {"dist": "exponential", "mean_ms": 10}, "concurrency": 4}   # 10 ms, 4 workers
+        CHAIN = {"duration_s": DURATION_S, "warmup_s": 10, "seed": SEED, "workload": {"rate_per_s": 20},
+                 "style": ["orchestration", "events"]}         # 20 workflows per s through s1 -> s2 -> ... -> sn
 
-
-        def chain(n: int, failure_prob: float = FAILURE_PROB, **extra) -> lab.Scenario:
-            \"\"\"A workflow through n identical services (10 ms, 4 workers each), 20 per s.\"\"\"
+        runs = []
+        for n in CHAIN_LENGTHS:
             names = [f"s{i}" for i in range(1, n + 1)]
-            service = {"service_time": {"dist": "exponential", "mean_ms": 10}, "concurrency": 4, "failure_prob": failure_prob}
-            return lab.load_scenario({
-                "name": f"chain-{n}", "duration_s": DURATION_S, "warmup_s": 10, "seed": SEED,
-                "workload": {"rate_per_s": 20}, "services": {s: dict(service) for s in names},
-                "flow": names, "style": ["orchestration", "events"], **extra})
-
-
-        runs = [lab.simulate(chain(n)).summary.assign(chain_length=n) for n in CHAIN_LENGTHS]
+            sc = lab.load_scenario({**CHAIN, "name": f"chain-{n}", "flow": names,
+                                    "services": {s: {**SERVICE, "failure_prob": FAILURE_PROB} for s in names}})
+            runs.append(lab.simulate(sc).summary.assign(chain_length=n))
         coupling = pd.concat(runs, ignore_index=True)
         coupling[["style", "chain_length", "started", "failed", "availability", "latency_p95_s"]]
         """),
@@ -273,8 +270,10 @@ def nb_02_coupling():
         """),
         code("""
         OUTAGE = {"service": "s3", "start_s": 60, "duration_s": 60, "mode": "refuse"}
-        outage_scenario = chain(4, failure_prob=0.0, faults={"outages": [OUTAGE]},
-                                orchestration={"timeout_ms": 1000}).replace(duration_s=240)
+        FOUR = ["s1", "s2", "s3", "s4"]                 # four services that never fail a call
+        outage_scenario = lab.load_scenario({**CHAIN, "name": "chain-4", "duration_s": 240, "flow": FOUR,
+                                             "services": {s: SERVICE for s in FOUR},
+                                             "faults": {"outages": [OUTAGE]}, "orchestration": {"timeout_ms": 1000}})
         outage = lab.simulate(outage_scenario)
         outage.summary[["style", "started", "failed", "availability", "latency_p99_s", "max_backlog", "recovery_s", "blast_radius", "drain_s"]]
         """),
