@@ -287,8 +287,10 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from .cli import seed_type
+
     p = sub.add_parser("claims", help="measure the orchestration-vs-events claims, one verdict each")
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--seed", type=seed_type, default=2026)
     p.add_argument("--full", action="store_true", help="longer runs, tighter figures")
     p.add_argument("--aspect", action="append", choices=list(EXPERIMENTS), help="only this aspect (repeatable)")
     p.add_argument("--json", action="store_true", help="print the table as JSON records, nothing else")

@@ -26,6 +26,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
+def seed_type(text: str) -> int:
+    """argparse type of every ``--seed``: a non-negative integer (numpy's SeedSequence)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer (got {text!r})") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be a non-negative integer (got {value})")
+    return value
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -61,7 +72,7 @@ def _print_summary(summary, as_json: bool) -> None:
     import pandas as pd
 
     cols = [
-        "style", "engine", "started", "completed", "failed", "throughput_per_s", "latency_p50_s",
+        "style", "engine", "started", "completed", "failed", "in_flight", "throughput_per_s", "latency_mean_s", "latency_p50_s",
         "latency_p95_s", "latency_p99_s", "availability", "polls", "wasted_polls", "staleness_mean_s",
         "max_backlog", "lost", "duplicates",
     ]  # fmt: skip
@@ -151,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=["sim", "http", "kafka"], default="sim",
                    help="sim (every style); http (orchestration, hybrid over real HTTP); kafka (events on a real "
                         "broker, and hybrid: the core over HTTP, the rest on Kafka)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="root seed (default: the scenario's seed)")
+    p.add_argument("--seed", type=seed_type, default=None, help="root seed (default: the scenario's seed)")
     p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field, e.g. workload.rate_per_s=20")
     p.add_argument("--out", help="write records and summary to this directory")
     p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
@@ -161,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="compare the styles on presets; write data/demo/summary.csv and demo.png")
     p.add_argument("--out", default="data/demo")
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--seed", type=seed_type, default=2026)
     p.set_defaults(func=cmd_demo)
 
     for hook in _HOOKS:
@@ -189,8 +200,12 @@ _HOOKS = [_register_optional]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()  # imports the engines' modules: a Ctrl-C may land here too
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("lab: interrupted\n")
+        return 130
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -64,7 +64,7 @@ DownMode = Literal["refuse", "hang"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite time never ends a run
 
 
 class Crash(_Model):
@@ -153,6 +153,18 @@ class Faults(_Model):
         return not (
             self.crashes or self.latency_spikes or self.error_bursts or self.outages or self.partitions
         ) and self.load_shedding is None
+
+    def check_crash_counts(self, horizon_s: float, source: str | None = None) -> None:
+        """A crash rate that would give more than :data:`MAX_CRASHES` crashes over the run is
+        a units mistake: refused (at validation, naming the file) instead of run."""
+        for k, c in enumerate(self.crashes):
+            cycles = (horizon_s - c.start_s) / (c.mtbf_s + c.mttr_s)
+            if cycles > MAX_CRASHES:
+                raise LabError(
+                    f"about {cycles:.3g} crashes over {horizon_s:g} s: more than {MAX_CRASHES:g} "
+                    "(check units: mtbf_s and mttr_s are seconds)",
+                    source=source, field=f"faults.crashes[{k}]",
+                )  # fmt: skip
 
     def validate_against(self, services: Iterable[str], *, source: str = "<scenario>") -> None:
         """Raise :class:`LabError` naming e.g. ``faults.crashes[0].service`` when a fault
@@ -452,14 +464,7 @@ def fault_calendar(
     f.validate_against(names)
     if horizon_s <= 0:
         raise LabError("horizon_s must be > 0", field="duration_s")
-    for k, c in enumerate(f.crashes):
-        cycles = (horizon_s - c.start_s) / (c.mtbf_s + c.mttr_s)
-        if cycles > MAX_CRASHES:
-            raise LabError(
-                f"about {cycles:.3g} crashes over {horizon_s:g} s: more than {MAX_CRASHES:g} "
-                "(check units: mtbf_s and mttr_s are seconds)",
-                field=f"faults.crashes[{k}]",
-            )
+    f.check_crash_counts(horizon_s)
     down: dict[str, list[tuple[float, float, int]]] = {}
     per_service_index: dict[str, int] = {}
     for c in f.crashes:

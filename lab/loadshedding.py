@@ -246,7 +246,7 @@ def generator_down(
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite time never ends a run
 
 
 Range = float | tuple[float, float]

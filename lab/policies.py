@@ -576,7 +576,7 @@ PosInt = Annotated[int, Field(ge=1)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # an infinite time never ends a run
 
 
 class RetryConfig(_Model):

@@ -170,6 +170,9 @@ def summarize_style(
         "started": n_started,
         "completed": int(done.size),
         "failed": int(n_failed),
+        # started, neither completed nor failed when the run ended: hung on a dead peer with
+        # no timeout, or still in the pipeline (availability counts them as not completed)
+        "in_flight": int(n_started - done.size - n_failed),
         "throughput_per_s": completions / window,
         "latency_mean_s": float(done.mean()) if done.size else NAN,
         "latency_p50_s": _pct(done, 50),

@@ -28,6 +28,10 @@ class Streams:
 
     def __init__(self, seed: int):
         self.seed = int(seed)
+        if self.seed < 0:
+            from .errors import LabError
+
+            raise LabError(f"must be a non-negative integer (got {self.seed})", field="seed")
         self._cache: dict[str, np.random.Generator] = {}
 
     def get(self, name: str) -> np.random.Generator:

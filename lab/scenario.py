@@ -33,7 +33,7 @@ Z99 = 2.3263478740408408
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False)
 
 
 class Dist(_Model):
@@ -239,7 +239,7 @@ class Scenario(_Model):
     description: str = ""
     duration_s: PosFloat = 600.0
     warmup_s: NonNegFloat = 0.0
-    seed: int = 1
+    seed: int = Field(1, ge=0)
     workload: Workload = Field(default_factory=Workload)
     network: Network = Field(default_factory=Network)
     services: dict[str, Service] = Field(default_factory=dict)
@@ -275,7 +275,10 @@ class Scenario(_Model):
     @model_validator(mode="after")
     def _check(self) -> Scenario:
         if self.warmup_s >= self.duration_s:
-            raise ValueError(f"warmup_s: ({self.warmup_s}) must be shorter than duration_s ({self.duration_s})")
+            raise ValueError(
+                f"warmup_s: ({self.warmup_s:g}) must be shorter than duration_s ({self.duration_s:g}); "
+                f"for a short run also set warmup_s, e.g. --set warmup_s={self.duration_s / 10:g}"
+            )
         if not self.services:
             raise ValueError("services: at least one service is needed")
         if self.propagation is None:
@@ -315,6 +318,11 @@ class Scenario(_Model):
         return self
 
     # -- derived views -------------------------------------------------------------
+    @property
+    def horizon_s(self) -> float:
+        """How long a run may last: arrivals stop at ``duration_s``, then in-flight work drains."""
+        return self.duration_s + max(60.0, 0.5 * self.duration_s)
+
     @property
     def styles(self) -> list[str]:
         return list(self.style) if isinstance(self.style, list) else [self.style]
@@ -447,6 +455,7 @@ def build_scenario(data: Mapping[str, Any], *, source: str = "<keywords>") -> Sc
     try:
         sc = Scenario.model_validate(dict(data))
         sc.faults.validate_against(sc.services, source=source)
+        sc.faults.check_crash_counts(sc.horizon_s, source=source)
         sc.resilience.validate_against(sc.services, source=source)
         return sc
     except ValidationError as exc:

@@ -775,6 +775,8 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``lab sweep`` to the CLI's subparsers."""
+    from .cli import seed_type
+
     p = subparsers.add_parser(
         "sweep",
         help="run a parameter sweep from a sweep file (grid x replications) and store it as Parquet",
@@ -785,7 +787,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'local' for a LocalCluster")
     p.add_argument("--out", default=None, help="output Parquet directory (default: the file's out:)")
     p.add_argument("--resume", action="store_true", help="continue a stored sweep, skipping finished runs")
-    p.add_argument("--seed", type=int, default=None, help="root seed (default: the file's seed:)")
+    p.add_argument("--seed", type=seed_type, default=None, help="root seed (default: the file's seed:)")
     p.add_argument("--replications", type=int, default=None, help="replications (default: the file's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cli_sweep)

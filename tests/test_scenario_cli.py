@@ -192,3 +192,37 @@ def test_out_that_cannot_be_made_fails_before_the_run(tmp_path):
     assert r.returncode == 2 and r.stdout == ""  # refused before simulating, not after
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "--out" in lines[0] and str(blocker / "run") in lines[0]
+
+
+MISTAKES = [
+    ("negative seed flag", ["run", "mm1-teaching", "--seed", "-1"], "--seed"),
+    ("negative seed field", ["run", "mm1-teaching", "--set", "seed=-1"], "seed"),
+    ("infinite duration", ["validate", "mm1-teaching", "--set", "duration_s=.inf"], "duration_s"),
+    ("overflowing duration", ["run", "mm1-teaching", "--set", "duration_s=1e400"], "duration_s"),
+    ("nan rate", ["run", "mm1-teaching", "--set", "workload.rate_per_s=nan"], "workload.rate_per_s"),
+    ("absurd crash rate", ["validate", "mm1-teaching", "--set", "faults={crashes: [{service: worker, mtbf_s: 0.001, mttr_s: 0.001}]}"],
+     "preset mm1-teaching: faults.crashes[0]"),
+    ("short run keeps the long warm-up", ["run", "mm1-teaching", "--set", "duration_s=10"], "--set warmup_s="),
+]
+
+
+@pytest.mark.parametrize("what, args, needle", MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_more_mistakes_exit_2_with_one_line_naming_the_field(what, args, needle):
+    r = cli(*args)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_workflows_hung_on_a_dead_service_are_counted_in_flight():
+    # a 30 s hang outage with no timeout: the calls in it never return, and say so
+    sc = lab.load_scenario(
+        "mm1-teaching", duration_s=300, warmup_s=10,
+        faults={"outages": [{"service": "worker", "start_s": 100, "duration_s": 30, "mode": "hang"}]},
+    )  # fmt: skip
+    row = lab.simulate(sc, seed=3).summary.iloc[0]
+    assert row.in_flight > 0 and row.failed <= 5  # only calls caught queued when it died are reset
+    assert row.started == row.completed + row.failed + row.in_flight
+    # roughly the arrivals of the outage, plus the one caught in service (rate 8/s for 30 s)
+    assert row.in_flight == pytest.approx(8 * 30, rel=0.25)

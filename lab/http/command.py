@@ -67,13 +67,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
+    from ..cli import seed_type
+
     run_parser = sub.choices.get("run")
     if run_parser is not None:
         _add_http_flags(run_parser)
     p = sub.add_parser("compare", help="run one scenario on several engines; p50/p95/p99, throughput side by side")
     p.add_argument("scenario")
     p.add_argument("--engines", default="sim,http", help="comma-separated, the first is the reference (default sim,http)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed_type, default=None)
     p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field")
     p.add_argument("--json", action="store_true", help="print the comparison rows as JSON")
     p.add_argument("--out", help="also write the comparison table to this CSV file")

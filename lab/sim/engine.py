@@ -83,7 +83,7 @@ class _Job:
 
 def horizon_of(sc: Scenario) -> float:
     """How long a run may last: arrivals stop at ``duration_s``, then in-flight work drains."""
-    return sc.duration_s + max(60.0, 0.5 * sc.duration_s)
+    return sc.horizon_s
 
 
 class SimEngine:
