@@ -11,8 +11,12 @@ code serves every engine.  Definitions (all per style):
   faulty call fails; more when a synchronous chain fails every caller above it).
 - ``downstream_failure_share``: share of failed steps that failed because a call below
   them failed (chain mode), not by their own doing.
-- ``recovery_s``: from the end of the last fault until the rolling median latency (of
-  20 workflows, by start time) is back within 10% of before.
+- ``recovery_s``: from the end of the last fault until latency *and* throughput are back
+  within 10% of before: the rolling median latency (of 20 workflows, by start time) at most
+  1.1x the pre-fault median, and the completion rate over a window holding about 200
+  pre-fault completions within 10% of the pre-fault rate (or within two Poisson standard
+  deviations of the window's count, if that is wider).  A backlog being worked off keeps
+  throughput *above* normal, so events recover when their backlog has drained.
 - ``drain_s``: from the end of the last fault until the total backlog (queues + consumer
   lag) is back to its pre-fault level (+1).
 - ``dlq``, ``retries``, ``fallbacks``, ``duplicates_absorbed``: counts.
@@ -82,7 +86,11 @@ def fault_metrics(rec: Recorder, style: str, cal: FaultCalendar | None, services
         out["blast_radius"] = affected / len(wf) if wf else NAN
         base_med = float(np.median(before))
         after = sorted((w.started_s, w.finished_s - w.started_s) for w in wf if w.status == COMPLETED and w.started_s >= last_end)
-        out["recovery_s"] = _recovery(after, base_med, last_end)
+        latency_s = _recovery(after, base_med, last_end)
+        base_rate = before.size / max(first - warmup_s, 1e-9)
+        finishes = np.sort(np.array([w.finished_s for w in wf if w.status == COMPLETED], dtype=float))
+        throughput_s = _throughput_recovery(finishes, base_rate, last_end, duration_s)
+        out["recovery_s"] = max(latency_s, throughput_s)  # NaN if either never recovered
     else:
         out["blast_radius"] = sum(1 for w in wf if w.status != COMPLETED) / len(wf) if wf else NAN
         out["recovery_s"] = NAN
@@ -118,6 +126,24 @@ def _recovery(after: list[tuple[float, float]], base_median: float, end_s: float
     if ok.size == 0:
         return NAN
     return max(0.0, float(starts[ok[0]] - end_s))
+
+
+def _throughput_recovery(finishes: np.ndarray, base_rate: float, end_s: float, until_s: float, n: int = 200) -> float:
+    """Seconds after ``end_s`` until the completion rate over a window of about ``n``
+    pre-fault completions is back within 10% (or 2 Poisson standard deviations) of
+    ``base_rate``; NaN when it never is before ``until_s``."""
+    if base_rate <= 0:
+        return NAN
+    width = n / base_rate
+    tol = max(0.1, 2.0 / math.sqrt(n))
+    step = width / 10
+    t = end_s
+    while t + width <= until_s:
+        count = np.searchsorted(finishes, t + width) - np.searchsorted(finishes, t)
+        if abs(count / width - base_rate) <= tol * base_rate:
+            return t - end_s
+        t += step
+    return NAN
 
 
 def _drain(series, first: float, end: float, warmup_s: float) -> float:

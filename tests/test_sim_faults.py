@@ -263,3 +263,14 @@ def test_backpressure_keeps_the_backlog_upstream():
     assert peak_lag(held, "b") <= 50 + 2 * 2  # b is held back by c, a by b:
     assert peak_lag(held, "a") > 150  # the backlog waits at the front door instead
     assert held.summary.iloc[0]["lost"] == 0 and held.summary.iloc[0]["availability"] == 1.0
+
+
+def test_recovery_needs_latency_and_throughput_back():
+    rows = lab.simulate(chain(faults=OUTAGE), seed=1).summary.set_index("style")
+    drain = 10 * 60 / (2 / 0.020 - 10)  # the window's arrivals at (capacity - rate)
+    # events: throughput stays above normal while the backlog is worked off, so recovery
+    # comes with the drain (within the throughput window's 2 s step)
+    assert rows.loc["events", "recovery_s"] == pytest.approx(drain, abs=0.25 * drain + 2.0)
+    assert rows.loc["events", "recovery_s"] >= rows.loc["events", "drain_s"] - 2.0
+    # orchestration failed fast: nothing queued, so it is back at once
+    assert rows.loc["orchestration", "recovery_s"] < 0.1 * 60
