@@ -107,6 +107,7 @@ class KafkaOptions:
     linger_ms: int = 1
     drain_timeout_s: float = 90.0  # wall seconds to wait for stragglers after the last arrival
     join_timeout_s: float = 60.0  # wall seconds for every consumer group to get its partitions
+    commit_timeout_s: float = 20.0  # wall seconds, once every event is processed, for the groups' commits to land
     delete_topics: bool = True
 
 
@@ -228,6 +229,54 @@ class _Consumer:
     crashed: bool = False
 
 
+@dataclass
+class _Commits:
+    """One consumer's offset bookkeeping (touched by its own thread only: kafka-python runs
+    commit callbacks inside ``poll``/``commit_async`` on the calling thread).
+
+    ``pending``: per partition, in offset order, (next offset, the downstream sends of that
+    record); ``acked``: per partition, the offset up to which every record's sends are
+    acknowledged and which the broker has not yet confirmed as committed.  An offset leaves
+    ``acked`` only when its commit succeeded (or the partition was revoked), so a commit
+    that fails - during a rebalance, with the coordinator moving - is sent again."""
+
+    pending: dict[Any, deque] = field(default_factory=dict)
+    acked: dict[Any, int] = field(default_factory=dict)
+    inflight_since: float | None = None  # a commit_async whose callback has not run yet
+    retry_at: float = 0.0  # after a failed commit: not before this (wall clock)
+    stuck_since: float | None = None  # see KafkaRun._repair_membership
+
+
+def _member_stable(consumer: Any) -> bool:
+    """Whether ``consumer`` is a stable member of its group with no rejoin due (kafka-python's
+    coordinator state; True when this kafka-python does not tell)."""
+    coord = getattr(consumer, "_coordinator", None)
+    try:
+        return str(coord.state) == "<stable>" and not coord.need_rejoin()
+    except Exception:  # noqa: BLE001 - internals of another kafka-python version
+        return True
+
+
+def _rebalance_listener(run: KafkaRun, service: str, index: int):
+    """A listener for ``subscribe``.  Having one matters with kafka-python 3: only then does
+    it stop fetching (and returning) records of partitions being revoked while an eager
+    rebalance runs, instead of handing a consumer events that another member is about to
+    own (processed twice, commits refused).  It runs on kafka-python's IO thread (3.x) or in
+    ``poll`` (2.x), so it only counts and logs."""
+    from kafka import ConsumerRebalanceListener
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked):
+            log.debug("%s consumer %d: %d partition(s) revoked", service, index, len(revoked))
+
+        def on_partitions_assigned(self, assigned):
+            log.debug("%s consumer %d: %d partition(s) assigned", service, index, len(assigned))
+            with run.lock:
+                run.rec.count(run.style, "rebalances")
+
+    return Listener()
+
+
 def _kafka():
     try:
         import kafka  # noqa: F401
@@ -314,6 +363,11 @@ class KafkaRun:
         self.join_hits: dict[tuple[str, int], set[str]] = {}
         self.consumers: dict[str, list[_Consumer]] = {n: [] for n in self.steps}
         self.assigned: dict[str, set[int]] = {n: set() for n in self.steps}
+        self.commit_state: dict[tuple[str, int], _Commits] = {}
+        # (service, consumer index) -> (its assignment, a stable member with no rejoin due), after each poll
+        self.membership: dict[tuple[str, int], tuple[frozenset, bool]] = {}
+        self.commit_lag: dict[str, int] = {}  # per group, after the run: records beyond its committed offsets
+        self.admin_lock = threading.Lock()  # the admin client serves the monitor and the run
         self.paused: dict[str, list[tuple[float, float]]] = {}
         self.errors: list[BaseException] = []
         self.t0 = 0.0
@@ -435,7 +489,7 @@ class KafkaRun:
             if all(len(consumer.partitions_for_topic(t)) == self.sc.broker.partitions for t in topics):
                 break
             time.sleep(0.2)
-        consumer.subscribe(topics)
+        consumer.subscribe(topics, listener=_rebalance_listener(self, service, index))
         return consumer
 
     # -- publishing ---------------------------------------------------------------------
@@ -478,8 +532,8 @@ class KafkaRun:
             return
         service = c.service
         paused = False
-        # per partition, in offset order: (next offset, the downstream sends of that record)
-        pending: dict[Any, deque[tuple[int, list]]] = {}
+        st = _Commits()
+        self.commit_state[(service, c.index)] = st
         had_partitions, since = False, time.time()
         try:
             while not self.stop.is_set():
@@ -494,7 +548,8 @@ class KafkaRun:
                     for tp, recs in got.items():  # partitions assigned after the pause: rewind them
                         consumer.seek(tp, recs[0].offset)
                         consumer.pause(tp)
-                    self._commit_acknowledged(consumer, pending, service)
+                    self._repair_membership(consumer, st, service, c.index)
+                    self._commit_acknowledged(consumer, st, service)
                     continue
                 if paused:
                     consumer.resume(*consumer.paused())
@@ -506,6 +561,8 @@ class KafkaRun:
                     log.info("%s consumer %d poll failed (%s); retrying", service, c.index, exc)
                     self.stop.wait(0.2)
                     continue
+                self._repair_membership(consumer, st, service, c.index)
+                self.membership[(service, c.index)] = (frozenset(consumer.assignment()), _member_stable(consumer))
                 if consumer.assignment():
                     if not had_partitions:
                         had_partitions = True
@@ -518,6 +575,9 @@ class KafkaRun:
                     with contextlib.suppress(Exception):
                         consumer.close(autocommit=False, timeout_ms=5000)
                     consumer = self._new_consumer(service, c.index)
+                    st.pending.clear()
+                    st.acked.clear()
+                    st.inflight_since = None
                     since = time.time()
                     continue
                 done: dict[Any, int] = {}
@@ -526,7 +586,7 @@ class KafkaRun:
                         for r in recs:
                             self._tls.futs = []
                             self._handle(service, r)
-                            pending.setdefault(tp, deque()).append((r.offset + 1, self._tls.futs))
+                            st.pending.setdefault(tp, deque()).append((r.offset + 1, self._tls.futs))
                             done[tp] = r.offset + 1
                             if c.crash.is_set():
                                 # dies after processing, before committing: the group rebalances
@@ -544,7 +604,7 @@ class KafkaRun:
                         consumer.seek(tp, done.get(tp, recs[0].offset))
                 finally:
                     self._tls.futs = None
-                self._commit_acknowledged(consumer, pending, service)
+                self._commit_acknowledged(consumer, st, service)
         except Exception as exc:  # noqa: BLE001
             if not self.stop.is_set():
                 log.exception("consumer %s/%d failed", service, c.index)
@@ -554,18 +614,58 @@ class KafkaRun:
                 with contextlib.suppress(Exception):  # closing after the broker went away
                     consumer.close(autocommit=False, timeout_ms=5000)
 
-    def _commit_acknowledged(self, consumer: Any, pending: dict[Any, deque], service: str) -> None:
+    def _repair_membership(self, consumer: Any, st: _Commits, service: str, index: int) -> None:
+        """Work around a kafka-python 3 race that leaves a consumer out of its group for good.
+
+        ``poll(timeout_ms=100)`` bounds how long it waits for a JoinGroup/SyncGroup round
+        trip; when that wait times out, the join task stays in flight and the next ``poll``
+        is meant to pick up its result.  But a group leader that rejoins because the topic
+        metadata changed (every group's first rebalance: the leader assigned before it saw
+        the topic's partitions) stops needing a rejoin as soon as it has computed the new
+        assignment, so if the round trip finishes while nobody waits for it, the next
+        ``poll`` skips the join altogether: the member stays ``rebalancing`` for ever, with
+        heartbeats off (the broker drops it after the session timeout) and its previous
+        assignment still fetchable.  It keeps processing events its group has handed to
+        others (duplicates; the group waits for it, then rebalances without it) and every
+        commit it sends is refused (``RebalanceInProgressError``), so its offsets never land.
+
+        Such a member - rebalancing, no rejoin needed, no join in flight - is asked to
+        rejoin once it has been so for a second (a join in progress passes through that state
+        for microseconds at most); its next ``poll`` then runs a complete join.  A no-op on
+        kafka-python 2, whose coordinator has no join task."""
+        coord = getattr(consumer, "_coordinator", None)
+        if coord is None or not hasattr(coord, "_join_task"):
+            return
+        try:
+            task = coord._join_task
+            stuck = (str(coord.state) == "<rebalancing>" and (task is None or task.is_done)
+                     and not coord.need_rejoin())  # fmt: skip
+        except Exception:  # noqa: BLE001 - internals of another kafka-python version
+            return
+        now = time.time()
+        if not stuck:
+            st.stuck_since = None
+        elif st.stuck_since is None:
+            st.stuck_since = now
+        elif now - st.stuck_since > 1.0:
+            log.warning("%s consumer %d is stuck rebalancing with no join in flight; rejoining its group", service, index)
+            coord.request_rejoin()
+            st.stuck_since = None
+            with self.lock:
+                self.rec.count(self.style, "forced_rejoins")
+
+    def _commit_acknowledged(self, consumer: Any, st: _Commits, service: str) -> None:
         """Commit, without blocking, every record whose downstream events the broker has
         acknowledged (at-least-once without a flush per batch); a record whose publish failed
-        for good is fetched and processed again."""
+        for good is fetched and processed again.  Offsets stay due until a commit of them
+        succeeds: one refused in a rebalance is sent again on a later pass."""
         from kafka.structs import OffsetAndMetadata
 
-        offsets = {}
         assigned = consumer.assignment()
-        for tp in list(pending):
-            q = pending[tp]
+        for tp in list(st.pending):
+            q = st.pending[tp]
             if tp not in assigned:  # revoked in a rebalance: the new owner processes it again
-                del pending[tp]
+                del st.pending[tp]
                 continue
             while q and all(f.is_done for f in q[0][1]):
                 off, futs = q[0]
@@ -575,15 +675,36 @@ class KafkaRun:
                     q.clear()
                     break
                 q.popleft()
-                offsets[tp] = OffsetAndMetadata(off, "", -1)
-        if offsets:
-            consumer.commit_async(offsets, callback=self._committed)
+                st.acked[tp] = off
+            if not q:
+                del st.pending[tp]
+        for tp in list(st.acked):
+            if tp not in assigned:  # no longer ours to commit: the new owner commits it
+                del st.acked[tp]
+        now = time.time()
+        if not st.acked or now < st.retry_at:
+            return
+        if st.inflight_since is not None and now - st.inflight_since < 5.0:
+            return  # one commit at a time (a lost callback frees the slot after 5 s)
+        offsets = {tp: OffsetAndMetadata(off, "", -1) for tp, off in st.acked.items()}
+        st.inflight_since = now
+        try:
+            consumer.commit_async(offsets, callback=lambda o, r: self._committed(st, o, r))
+        except Exception as exc:  # noqa: BLE001 - e.g. no coordinator: try again shortly
+            st.inflight_since = None
+            self._committed(st, offsets, exc)
 
-    def _committed(self, offsets: Any, response: Any) -> None:
-        if isinstance(response, BaseException):  # a rebalance or the broker away: these come again
-            log.info("commit failed (%s); events will be redelivered", response)
+    def _committed(self, st: _Commits, offsets: Any, response: Any) -> None:
+        st.inflight_since = None
+        if isinstance(response, BaseException):  # a rebalance or the broker away: sent again later
+            log.debug("commit failed (%s); will commit again", response)
+            st.retry_at = time.time() + 0.2
             with self.lock:
                 self.rec.count(self.style, "commit_failed")
+            return
+        for tp, om in offsets.items():
+            if st.acked.get(tp) == om.offset:
+                del st.acked[tp]
 
     def _handle(self, service: str, r: Any) -> None:
         ev = json.loads(r.value)
@@ -861,7 +982,8 @@ class KafkaRun:
             try:
                 if probe is None:
                     probe = KafkaConsumer(client_id=f"{self.prefix}.monitor", enable_auto_commit=False, **self._common())
-                committed = self.admin.list_group_offsets(list(groups))
+                with self.admin_lock:
+                    committed = self.admin.list_group_offsets(list(groups))
                 tps = [TopicPartition(t, p) for n in self.steps for t in self.in_topics(n) for p in range(self.sc.broker.partitions)]
                 ends = probe.end_offsets(list(set(tps)))
                 for g, n in groups.items():
@@ -938,6 +1060,7 @@ class KafkaRun:
                 for _ in range(self.sc.consumers_of(n)):
                     self._start_consumer(n)
             self._wait_joined()
+            self._wait_settled_groups(time.time() + self.opt.join_timeout_s)
             if self.style == HYBRID:  # the hand-over must not wait for topic metadata
                 self.producer.partitions_for(self.topic(CORE_DONE))
             arrivals = threading.Thread(target=self._arrivals, name="kafka-arrivals", daemon=True)
@@ -954,6 +1077,8 @@ class KafkaRun:
             while time.time() < deadline and not self._settled() and not self.errors:
                 time.sleep(0.1)
             end_s = self.now_s()
+            if not self.errors:
+                self._wait_committed()
         finally:
             self.stop.set()
             for pool in self.job_pools.values():
@@ -984,6 +1109,59 @@ class KafkaRun:
         self.admin.close()
         return self.rec, end_s, meta
 
+    def _commit_lag(self, probe: Any) -> dict[str, int]:
+        """Per group: records on the topics it reads beyond its committed offsets (the broker's
+        end offsets minus the group's committed offsets, over every partition)."""
+        from kafka import TopicPartition
+
+        tps = {n: [TopicPartition(t, p) for t in self.in_topics(n) for p in range(self.sc.broker.partitions)] for n in self.steps}
+        ends = probe.end_offsets(list({tp for v in tps.values() for tp in v}))
+        with self.admin_lock:
+            committed = self.admin.list_group_offsets([self.group(n) for n in self.steps])
+        lag: dict[str, int] = {}
+        for n in self.steps:
+            offs = committed.get(self.group(n), {})
+            lag[n] = 0
+            for tp in tps[n]:
+                c = offs.get(tp)
+                lag[n] += max(0, ends.get(tp, 0) - (c.offset if c is not None and c.offset is not None and c.offset >= 0 else 0))
+        return lag
+
+    def _wait_committed(self) -> None:
+        """Once every event is processed: wait (``commit_timeout_s`` at most) until every group
+        with a live consumer has committed everything on the topics it reads, so that the
+        consumers stop with their offsets on the broker (a later run of the group, or a member
+        left after a rebalance, starts where this one ended, rereading nothing)."""
+        from kafka import KafkaConsumer
+
+        self.commit_lag = {}
+        live = {n for n in self.steps if any(not c.crashed for c in self.consumers[n])}
+        if not live:
+            return
+        probe = None
+        deadline = time.time() + self.opt.commit_timeout_s
+        try:
+            probe = KafkaConsumer(client_id=f"{self.prefix}.probe", enable_auto_commit=False, **self._common())
+            while True:
+                try:
+                    self.commit_lag = self._commit_lag(probe)
+                except Exception as exc:  # noqa: BLE001 - e.g. the broker is restarting
+                    log.debug("commit probe failed: %s", exc)
+                else:
+                    if not any(self.commit_lag[n] for n in live):
+                        return
+                if time.time() >= deadline or self.errors:
+                    break
+                time.sleep(0.2)
+            log.warning("offsets not committed %.0f s after the last event was processed: %s", self.opt.commit_timeout_s,
+                        {n: v for n, v in self.commit_lag.items() if v})  # fmt: skip
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not check the groups' committed offsets: %s", exc)
+        finally:
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    probe.close()
+
     def _wait_joined(self) -> None:
         deadline = time.time() + self.opt.join_timeout_s
         while time.time() < deadline and not self.errors:
@@ -1001,6 +1179,39 @@ class KafkaRun:
             f"(is the broker at {self.bootstrap} overloaded?)"
         )
 
+    def _wait_settled_groups(self, deadline: float) -> None:
+        """Before the clock starts: wait until every group is a stable one - each member joined
+        with no rejoin due, and their assignments split the topics' partitions exactly - for
+        half a second.  A group's first join is usually followed by a second rebalance (its
+        leader assigned before it saw the topics' partitions); one that ran into the first
+        events would revoke partitions with processed, not yet committed events, which the new
+        owner would process again.  Not fatal: past ``deadline`` the run starts anyway."""
+        since = None
+        while time.time() < deadline and not self.errors:
+            if not self._groups_settled():
+                since = None
+            elif since is None:
+                since = time.time()
+            elif time.time() - since >= 0.5:
+                return
+            time.sleep(0.05)
+        if not self.errors:
+            log.warning("consumer groups still rebalancing after %.0f s; starting anyway", self.opt.join_timeout_s)
+
+    def _groups_settled(self) -> bool:
+        from kafka import TopicPartition
+
+        members = dict(self.membership)
+        for n in self.steps:
+            want = {TopicPartition(t, p) for t in self.in_topics(n) for p in range(self.sc.broker.partitions)}
+            states = [members.get((n, c.index)) for c in self.consumers[n] if not c.crashed]
+            if not states or any(m is None or not m[1] for m in states):
+                return False
+            parts = [m[0] for m in states]
+            if sum(len(a) for a in parts) != len(want) or set().union(*parts) != want:
+                return False
+        return True
+
     def _reconcile(self, end_s: float) -> dict[str, Any]:
         """Per group: events produced (acknowledged) on the topics it reads vs processed.
 
@@ -1011,7 +1222,8 @@ class KafkaRun:
 
         committed: dict[str, dict[Any, Any]] | None = None
         try:
-            committed = self.admin.list_group_offsets([self.group(n) for n in self.steps])
+            with self.admin_lock:
+                committed = self.admin.list_group_offsets([self.group(n) for n in self.steps])
         except Exception as exc:  # noqa: BLE001 - without offsets every missing event counts as lost
             log.warning("could not read committed offsets (%s); counting every unprocessed event as lost", exc)
         lost = unprocessed = 0
@@ -1032,7 +1244,7 @@ class KafkaRun:
             lost += g_lost
             unprocessed += g_left
             per_group[n] = {"produced": len(want), "processed": len(want) - g_lost - g_left, "lost": g_lost,
-                            "unprocessed": g_left}  # fmt: skip
+                            "unprocessed": g_left, "uncommitted": self.commit_lag.get(n, -1)}  # fmt: skip
         self.rec.count(self.style, "unprocessed", unprocessed)
         self.rec.count(self.style, "lost", lost)
         self.rec.count(self.style, "published", sum(len(v) for v in self.produced.values()))
@@ -1046,6 +1258,9 @@ class KafkaRun:
             "lost": lost, "unprocessed": unprocessed, "duplicates": int(c.get((self.style, "duplicates"), 0)),
             "duplicates_absorbed": int(c.get((self.style, "duplicates_absorbed"), 0)),
             "dlq": int(c.get((self.style, "dlq"), 0)), "retries": int(c.get((self.style, "retries"), 0)), "end_s": end_s,
+            "uncommitted": sum(v for v in self.commit_lag.values() if v > 0),
+            "commit_failed": int(c.get((self.style, "commit_failed"), 0)),
+            "forced_rejoins": int(c.get((self.style, "forced_rejoins"), 0)),
         }  # fmt: skip
 
 
@@ -1159,7 +1374,7 @@ def run_kafka(
     if len(chosen) == 1:
         result.meta.update(metas[chosen[0]])
     else:
-        for k in ("lost", "unprocessed", "duplicates", "duplicates_absorbed", "dlq", "retries"):
+        for k in ("lost", "unprocessed", "duplicates", "duplicates_absorbed", "dlq", "retries", "uncommitted"):
             result.meta[k] = sum(m[k] for m in metas.values())
         result.meta.update({k: metas[chosen[0]][k] for k in ("bootstrap", "time_scale")})
     result.meta["styles"] = metas
