@@ -191,9 +191,19 @@ class Faults(_Model):
             self.load_shedding.validate_sites(load_shedding_sites(known), source=source)
 
 
+#: load-shedding site of the shared network link (an ISP point of presence, a cell tower):
+#: without power, every service is cut off from the broker and the orchestrator
+NETWORK = "network"
+#: prefix of a service's own network link as a load-shedding site (``link:<service>``)
+LINK = "link:"
+
+
 def load_shedding_sites(services: Iterable[str]) -> list[str]:
-    """The sites load-shedding may name in ``areas``: the services, ``broker``, ``orchestrator``."""
-    return sorted(set(services)) + [BROKER, ORCHESTRATOR]
+    """The sites load-shedding may name in ``areas``: the services, ``broker``,
+    ``orchestrator``, the shared ``network`` link and each service's own ``link:<service>``.
+    A link without power is a partition (calls hang, consumers cannot fetch), not an outage."""
+    names = sorted(set(services))
+    return names + [BROKER, ORCHESTRATOR, NETWORK] + [LINK + n for n in names]
 
 
 def parse_faults(data: Mapping[str, Any] | Faults | None, *, source: str = "<keywords>") -> Faults:
@@ -477,13 +487,21 @@ def fault_calendar(
         down.setdefault(o.service, []).append((o.start_s, o.start_s + o.duration_s, int(o.mode == "hang")))
     for name, intervals in (extra_down or {}).items():
         down.setdefault(name, []).extend((float(s), float(e), 0) for s, e in intervals)
+    link_cuts: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
     if f.load_shedding is not None and _LoadShedding is not None:
         from .loadshedding import outage_calendar
 
         shed = outage_calendar(f.load_shedding, load_shedding_sites(names), horizon_s, seed)
         for name, intervals in shed.items():
-            if intervals:
+            if not intervals:
+                continue
+            cut = names if name == NETWORK else [name[len(LINK):]] if name.startswith(LINK) else None
+            if cut is None:
                 down.setdefault(name, []).extend((float(s), float(e), 1) for s, e in intervals)
+                continue
+            for svc in cut:  # a dark link: the service is up but reaches neither peer
+                for peer in (BROKER, ORCHESTRATOR):
+                    link_cuts.setdefault(_pair(svc, peer), []).extend((float(s), float(e), 0) for s, e in intervals)
 
     spikes: dict[str, list[tuple[float, float, float]]] = {}
     for sp in f.latency_spikes:
@@ -491,7 +509,7 @@ def fault_calendar(
     bursts: dict[str, list[tuple[float, float, float]]] = {}
     for b in f.error_bursts:
         bursts.setdefault(b.service, []).append((b.start_s, b.start_s + b.duration_s, b.failure_prob))
-    parts: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    parts: dict[tuple[str, str], list[tuple[float, float, int]]] = link_cuts
     for p in f.partitions:
         parts.setdefault(_pair(p.service, p.peer), []).append((p.start_s, p.start_s + p.duration_s, 0))
 

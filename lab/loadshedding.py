@@ -478,8 +478,11 @@ class LoadShedding(_Model):
         sites = list(sites)
         for name in self.areas:
             if name not in sites:
+                shown = [x for x in sites if not x.startswith("link:")]
+                if len(shown) < len(sites):
+                    shown.append("link:<service>")
                 raise LabError(
-                    f"unknown site {name!r} (sites: {', '.join(sites) or 'none'})",
+                    f"unknown site {name!r} (sites: {', '.join(shown) or 'none'})",
                     source=source,
                     field=f"{FIELD}.areas.{name}",
                 )

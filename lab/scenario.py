@@ -25,6 +25,9 @@ from .policies import Resilience
 Style = Literal["orchestration", "events", "hybrid"]
 STYLES: tuple[str, ...] = ("orchestration", "events", "hybrid")
 
+#: names a service may not take: the sites faults and load-shedding name themselves
+RESERVED_SITES = ("broker", "orchestrator", "network")
+
 PosFloat = Annotated[float, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0)]
 
@@ -281,6 +284,9 @@ class Scenario(_Model):
             )
         if not self.services:
             raise ValueError("services: at least one service is needed")
+        for name in self.services:
+            if name in RESERVED_SITES or ":" in name:
+                raise ValueError(f"services: {name!r} is the name of a site the lab models itself; rename the service")
         if self.propagation is None:
             if not self.flow:
                 raise ValueError("flow: is empty; name at least one service")

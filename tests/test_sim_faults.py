@@ -274,3 +274,29 @@ def test_recovery_needs_latency_and_throughput_back():
     assert rows.loc["events", "recovery_s"] >= rows.loc["events", "drain_s"] - 2.0
     # orchestration failed fast: nothing queued, so it is back at once
     assert rows.loc["orchestration", "recovery_s"] < 0.1 * 60
+
+
+def test_a_dark_network_link_is_a_partition_not_an_outage():
+    from lab.faults import fault_calendar
+
+    base = chain(duration_s=1440, warmup_s=0, orchestration={"timeout_ms": 500}, broker={"retention_s": 86400})
+    results = {}
+    for site in ("b", "link:b", "network"):
+        sc = base.replace(faults={"load_shedding": {"stage": 4, "compress": 60, "areas": {site: 5}}})
+        cal = fault_calendar(sc.faults, list(sc.services), sc.horizon_s, 1)
+        results[site] = (cal, lab.simulate(sc, seed=1).summary.set_index("style"))
+    cal_b, rows_b = results["b"]
+    cal_link, rows_link = results["link:b"]
+    dark = cal_b.down_fraction("b", 0, 1440)
+    assert 0.25 < dark < 0.35  # stage 4: 12 slots of 2 h 30 in 4 days, a day of them here
+    # the link: b keeps its power, but neither the orchestrator nor the broker reaches it
+    assert cal_link.down_fraction("b", 0, 1440) == 0
+    assert cal_link.partitioned("b", "orchestrator", cal_b.down_intervals("b")[0][0] + 1)
+    assert cal_link.partitioned("b", "broker", cal_b.down_intervals("b")[0][0] + 1)
+    for rows in (rows_b, rows_link):
+        assert 1 - rows.loc["orchestration", "availability"] == pytest.approx(dark, abs=0.05)
+        assert rows.loc["events", "lost"] == 0 and rows.loc["events", "availability"] > 0.99
+    # the shared link cuts every service off at once
+    cal_net, _rows = results["network"]
+    t = cal_b.down_intervals("b")[0][0] + 1
+    assert all(cal_net.partitioned(s, "orchestrator", t) for s in ("a", "b", "c"))
