@@ -142,6 +142,7 @@ class SimEngine:
         self._active: set[str] = set()
         self._net_zero = net.latency_ms == 0 and net.jitter_ms == 0
         self._broker_s = sc.broker.latency_ms / 1000.0
+        self._ack_s = 2 * self._net_const + self._broker_s  # a producer's ack: there and back
         self._queue_limit = {n: s.queue_limit for n, s in sc.services.items()}
         self._failure_prob = {n: s.failure_prob for n, s in sc.services.items()}
         # calls that need none of the policies take a short path (same numbers, fewer steps)
@@ -333,7 +334,9 @@ class SimEngine:
         if self.n_core > 0:
             self.env.process(self._orchestrate_plain(wf) if self._all_plain else self._orchestrate(wf))
         else:
-            wf.response = self.env.now
+            # the caller has its answer when the broker acknowledges the event (a round trip
+            # to it), or at once when the event goes to a local outbox table
+            wf.response = self.env.now + (0.0 if self.ev.outbox.enabled or self.ev.acks == 0 else self._ack_s)
             if self.cal is None and not self.ev.outbox.enabled:  # nothing can hold the publish
                 self.broker.publish("workflow.requested", wf.wid)
             else:
