@@ -267,6 +267,18 @@ class Scenario(_Model):
                 raise ValueError("style list repeats a style")
         return v
 
+    @field_validator("flow", mode="before")
+    @classmethod
+    def _flow_shape(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for k, item in enumerate(v):
+                if isinstance(item, list) and any(isinstance(x, list | dict) for x in item):
+                    raise ValueError(
+                        f"item {k}: a parallel branch lists services by name; branches inside branches "
+                        "are not supported (split the flow into stages instead)"
+                    )
+        return v
+
     @field_validator("flow")
     @classmethod
     def _flow(cls, v: list[FlowItem]) -> list[FlowItem]:

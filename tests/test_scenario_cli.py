@@ -202,6 +202,7 @@ MISTAKES = [
     ("nan rate", ["run", "mm1-teaching", "--set", "workload.rate_per_s=nan"], "workload.rate_per_s"),
     ("absurd crash rate", ["validate", "mm1-teaching", "--set", "faults={crashes: [{service: worker, mtbf_s: 0.001, mttr_s: 0.001}]}"],
      "preset mm1-teaching: faults.crashes[0]"),
+    ("branch in a branch", ["validate", "mm1-teaching", "--set", "flow=[worker, [worker, [worker]]]"], "flow: item 1"),
     ("short run keeps the long warm-up", ["run", "mm1-teaching", "--set", "duration_s=10"], "--set warmup_s="),
 ]
 
