@@ -555,3 +555,39 @@ def plot_stage_timeline(timeline: pd.DataFrame, *, ax=None, title: str | None = 
     if title:
         ax.set_title(title)
     return ax
+
+
+VERDICT_COLOURS = {"supported": "#1a9850", "not supported": "#d73027", "depends": "#fc8d59"}
+
+
+def plot_claims(table: pd.DataFrame, *, ax=None, title: str | None = None):
+    """The claims table (:func:`lab.check_claims`) as a dot chart: one row per claim, each
+    style's figure as a share of the row's largest (the rows have different units: the
+    figure itself is printed beside its dot), and the verdict on the right."""
+    ax = _axes(ax)
+    rows = table.reset_index(drop=True)
+    n = len(rows)
+    styles = [s for s in STYLE_ORDER if s in rows.columns]
+    for i, r in rows.iterrows():
+        y = n - 1 - i
+        values = {s: float(r[s]) for s in styles if pd.notna(r[s])}
+        top = max((abs(v) for v in values.values()), default=0.0) or 1.0
+        ax.plot([0, 1], [y, y], color="#dddddd", lw=0.8, zorder=0)
+        for k, (style, v) in enumerate(values.items()):
+            x = abs(v) / top
+            ax.plot([x], [y], "o", ms=7, color=style_colour(style), label=style)
+            ax.annotate(f"{v:.3g}", (x, y), xytext=(0, 6 + 8 * k), textcoords="offset points", ha="center",
+                        fontsize=7, color=style_colour(style))
+        ax.text(1.04, y, r["verdict"], va="center", fontsize=8, color=VERDICT_COLOURS.get(r["verdict"], "#444444"),
+                transform=ax.get_yaxis_transform())
+    ax.set_yticks(range(n))
+    ax.set_yticklabels([f"{r.aspect}: {r.measure}" for r in rows.itertuples()][::-1], fontsize=8)
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_xlabel("figure as a share of the row's largest (units differ by row; value printed)")
+    handles, labels = ax.get_legend_handles_labels()
+    once = dict(zip(labels, handles, strict=True))  # one legend entry per style
+    ax.legend(once.values(), once.keys(), title="style", fontsize=8, loc="lower left")
+    if title:
+        ax.set_title(title)
+    return ax

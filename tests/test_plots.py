@@ -279,3 +279,20 @@ def test_outages_and_stage_timeline():
     line = ax.get_lines()[0]
     assert list(line.get_ydata()) == [2, 2, 0, 0, 4, 4]
     assert ax.get_ylabel() == "load-shedding stage"
+
+
+def test_claims_dot_chart_scales_each_row_and_names_the_verdict():
+    table = pd.DataFrame([
+        {"aspect": "a", "claim": "c", "measure": "m1", "orchestration": 15.0, "events": 0.03, "hybrid": np.nan,
+         "verdict": "supported", "depends_on": "", "scenario": "s"},
+        {"aspect": "b", "claim": "c", "measure": "m2", "orchestration": 80.0, "events": 40.0, "hybrid": 60.0,
+         "verdict": "not supported", "depends_on": "", "scenario": "s"},
+    ])
+    ax = plots.plot_claims(table, ax=_ax())
+    dots = {(ln.get_label(), float(ln.get_ydata()[0])): float(ln.get_xdata()[0]) for ln in ax.get_lines() if ln.get_marker() == "o"}
+    assert dots[("orchestration", 1.0)] == 1.0 and dots[("events", 1.0)] == pytest.approx(0.002)  # row 1 on top
+    assert dots[("events", 0.0)] == 0.5 and dots[("hybrid", 0.0)] == 0.75
+    assert ("hybrid", 1.0) not in dots  # no figure, no dot
+    assert [t.get_text() for t in ax.texts if t.get_text() in plots.VERDICT_COLOURS] == ["supported", "not supported"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b: m2", "a: m1"]
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["events", "hybrid", "orchestration"]
