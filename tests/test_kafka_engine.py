@@ -101,6 +101,10 @@ def test_events_flow_end_to_end_nothing_lost(bootstrap):
     lat = wf.finished_s - wf.started_s
     assert (lat >= 0.015 + 0.005).all()
     assert np.isfinite(res.summary.latency_p99_s.iloc[0])
+    # the caller's answer is the broker's acknowledgement of the request: after the arrival,
+    # well before the end (the ack may reach the producer after a consumer already has the event)
+    assert (wf.response_s >= wf.started_s).all()
+    assert 0 < row["response_mean_s"] < row["latency_mean_s"] / 2
     # consumer lag was sampled from the broker for every group
     lag = res.series[res.series.metric == "lag"]
     assert set(lag.entity) == {"order", "stock", "invoice", "notify"}

@@ -340,6 +340,8 @@ class KafkaRun:
             self.stages, self.first_event = [list(scenario.propagation.subscribers)], CHANGES
         self.steps = [n for st in self.stages for n in st]
         self.propagation = scenario.propagation is not None
+        # the topic whose acknowledgement answers the caller (events style only)
+        self._requested_topic = self.topic(REQUESTED) if self.first_event == REQUESTED else None
         self.stage_of = {n: k for k, st in enumerate(self.stages) for n in st}
         if style == HYBRID:  # the core services' faults are played by their HTTP processes
             core = [f for f in self.faults if not isinstance(f, BrokerRestart) and f.service not in self.stage_of]
@@ -502,9 +504,14 @@ class KafkaRun:
         fut.add_errback(lambda exc: self._publish_failed(topic, wid, exc))
 
     def _acked(self, topic: str, wid: int, partition: int = -1, offset: int = -1) -> None:
+        now = time.time()
         with self.lock:
             self.produced.setdefault(topic, set()).add(wid)
             self.where[(topic, wid)] = (partition, offset)
+            if topic == self._requested_topic:  # events: the caller's answer is the broker's ack
+                wf = self.workflows.get(wid)
+                if wf is not None and wf.response_wall is None:
+                    wf.response_wall = now
 
     def _publish_failed(self, topic: str, wid: int, exc: BaseException) -> None:
         log.warning("publish to %s of workflow %d failed: %s", topic, wid, exc)
