@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .cli import seed_type
 from .run import simulate
 from .scenario import Scenario, load_scenario
 
@@ -287,8 +288,6 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .cli import seed_type
-
     p = sub.add_parser("claims", help="measure the orchestration-vs-events claims, one verdict each")
     p.add_argument("--seed", type=seed_type, default=2026)
     p.add_argument("--full", action="store_true", help="longer runs, tighter figures")

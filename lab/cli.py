@@ -37,6 +37,17 @@ def seed_type(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """argparse type of a strictly positive number (``--compress``, ``--drain``, ``--time-scale``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not v > 0 or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return v
+
+
 def _json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None

@@ -49,6 +49,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from .cli import seed_type
 from .errors import LabError
 from .records import SUMMARY_COLUMNS
 from .scenario import Scenario, load_scenario, preset_names, read_yaml
@@ -775,8 +776,6 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``lab sweep`` to the CLI's subparsers."""
-    from .cli import seed_type
-
     p = subparsers.add_parser(
         "sweep",
         help="run a parameter sweep from a sweep file (grid x replications) and store it as Parquet",

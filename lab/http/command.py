@@ -8,24 +8,16 @@ import argparse
 import json
 import math
 
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
+from ..cli import positive_float, seed_type
 
 
 def _add_http_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("http engine")
-    g.add_argument("--compress", type=_positive, default=1.0,
+    g.add_argument("--compress", type=positive_float, default=1.0,
                    help="scenario seconds per wall second for the calendar (duration, faults, bursts); default 1")  # fmt: skip
     g.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp",
                    help="httpx transport of the orchestrator (default aiohttp: measured faster)")  # fmt: skip
-    g.add_argument("--drain", type=_positive, default=30.0, help="seconds to wait for workflows after the last arrival")
+    g.add_argument("--drain", type=positive_float, default=30.0, help="seconds to wait for workflows after the last arrival")
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -67,8 +59,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from ..cli import seed_type
-
     run_parser = sub.choices.get("run")
     if run_parser is not None:
         _add_http_flags(run_parser)

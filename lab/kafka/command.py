@@ -9,17 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import positive_float
 from . import broker
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
 
 
 def run_options(args: argparse.Namespace) -> dict:
@@ -43,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     run_parser = subparsers.choices.get("run")
     if run_parser is not None:
         g = run_parser.add_argument_group("kafka engine")
-        g.add_argument("--time-scale", type=_positive, default=1.0,
+        g.add_argument("--time-scale", type=positive_float, default=1.0,
                        help="wall seconds per scenario second, service times included (default 1)")  # fmt: skip
     p = subparsers.add_parser(
         "kafka",
