@@ -60,7 +60,7 @@ def _content(path: Path) -> list[tuple[str, str, tuple[str, ...]]]:
 
 
 def test_notebooks_exist_and_are_clean():
-    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(8)]
+    assert [p.stem[:2] for p in NOTEBOOKS] == [f"{i:02d}" for i in range(9)]
     for path in NOTEBOOKS + WORKSHOP:
         nb = nbformat.read(str(path), as_version=4)
         nbformat.validate(nb)
