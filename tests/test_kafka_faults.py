@@ -78,3 +78,12 @@ def test_hybrid_keeps_the_downstream_faults_and_leaves_the_core_to_http(monkeypa
     assert {getattr(f, "service", "broker") for f in run.faults} == {"invoice", "broker"}  # stock's are over HTTP
     with pytest.raises(LabError, match="--compress"):
         KafkaRun(sc, seed=3, bootstrap="127.0.0.1:1", style="hybrid", time_scale=0.5)
+
+
+def test_a_dark_network_link_pauses_the_service_consumers():
+    shed = {**SHED, "areas": {"link:invoice": 7}}  # the invoice service's own link, same area as above
+    sc = _scenario(faults={"load_shedding": shed})
+    pauses = sorted((f.service, f.start_s, f.start_s + f.duration_s) for f in faults_from_scenario(sc, 3)
+                    if isinstance(f, ConsumerOutage))
+    assert [p for p in pauses if p[1] < 40] == [("invoice", 12.0, 19.5)]  # the slot, buffer included
+    assert not any(isinstance(f, BrokerRestart) for f in faults_from_scenario(sc, 3))  # the broker keeps power

@@ -164,8 +164,8 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
     The down intervals of the scenario's fault calendar (:func:`lab.faults.fault_calendar`,
     the simulation's: outages, load-shedding after backup power, crashes of ``broker``;
     merged per site) pause a service's consumers (:class:`ConsumerOutage`) or stop and restart
-    the broker (:class:`BrokerRestart`); a partition from the broker pauses the service's
-    consumers too; a crash window of a service kills all its consumers and restarts them at its
+    the broker (:class:`BrokerRestart`); a partition from the broker (given, or a service's
+    network link dark in load-shedding) pauses the service's consumers too; a crash window of a service kills all its consumers and restarts them at its
     end (:class:`ConsumerCrash`).  The orchestrator's down time has no consumer to pause (a
     hybrid's core plays it over HTTP)."""
     faults = getattr(sc, "faults", None)
@@ -193,6 +193,10 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
     for pt in getattr(faults, "partitions", []):
         if pt.peer == BROKER:  # cut off from the broker: its consumers get nothing
             out.append(ConsumerOutage(pt.service, pt.start_s, pt.duration_s))
+    for (a, b), iv in sorted(cal.partitions.items()):  # a network link without power (load-shedding)
+        if BROKER in (a, b) and (a if b == BROKER else b) in sc.services:
+            for s, e in zip(iv.starts, iv.ends, strict=True):
+                out.append(ConsumerOutage(a if b == BROKER else b, s, e - s))
     per_service: dict[str, int] = {}
     for c in getattr(faults, "crashes", []):
         if c.service not in sc.services:
