@@ -214,7 +214,7 @@ def _hybrid(seed: int, quick: bool) -> list[Claim]:
               "the caller's mean wait, s", resp["orchestration"], resp["events"], resp["hybrid"], verdict,
               "whether the caller needs the core's answer (hybrid, orchestration) or only an acknowledgement (events)",
               sc.name),
-        Claim("hybrid", "(same)", "mean end-to-end latency, s", e2e["orchestration"], e2e["events"], e2e["hybrid"],
+        Claim("hybrid", "the downstream reactions pay a broker hop", "mean end-to-end latency, s", e2e["orchestration"], e2e["events"], e2e["hybrid"],
               DEPENDS, "the broker hop the downstream steps pay", sc.name),
     ]  # fmt: skip
 
