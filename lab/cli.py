@@ -192,10 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_optional(sub) -> None:
-    """Subcommands contributed by other modules (kafka, sweep, http compare, claims)."""
+    """Subcommands contributed by other modules (kafka, sweep, http compare, claims, assess)."""
     import importlib
 
-    for module in ("lab.kafka.command", "lab.sweep", "lab.http.command", "lab.claims"):
+    for module in ("lab.kafka.command", "lab.sweep", "lab.http.command", "lab.claims", "lab.assess"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
