@@ -38,10 +38,11 @@ COLUMNS = ["question", "case", "style", "metric", "value"]
 VERDICT_COLUMNS = ["question", "measure", "best", "best_value", "runner_up", "runner_up_value", "tie"]
 #: the summary columns each question keeps
 METRICS = {
-    "everyday": ["latency_p50_s", "latency_p99_s", "response_mean_s", "throughput_per_s", "availability"],
+    "everyday": ["latency_p50_s", "latency_p99_s", "response_mean_s", "throughput_per_s", "availability",
+                 "staleness_mean_s", "wasted_polls"],
     "headroom": ["carried", "throughput_per_s", "latency_p99_s", "availability", "max_backlog"],
-    "one service down": ["availability", "lost", "latency_p99_s", "drain_s"],
-    "load-shedding": ["availability", "lost", "latency_p99_s", "drain_s"],
+    "one service down": ["availability", "lost", "latency_p99_s", "drain_s", "staleness_mean_s"],
+    "load-shedding": ["availability", "lost", "in_flight", "latency_p99_s", "drain_s", "staleness_mean_s"],
 }
 #: per question, the measure a verdict is about, and whether more is better
 DECIDING = {
@@ -115,6 +116,8 @@ def verdicts(table: pd.DataFrame) -> pd.DataFrame:
     the question's cases), the runner-up, and both figures."""
     out = []
     for q, (metric, higher) in DECIDING.items():
+        if q == "everyday" and table[(table.question == q) & (table.metric == "staleness_mean_s")]["value"].notna().any():
+            metric = "staleness_mean_s"  # change propagation: how stale the subscribers' data is
         t = table[(table.question == q) & (table.metric == metric)]
         if t.empty:
             continue
@@ -145,7 +148,8 @@ def _cmd_assess(args: argparse.Namespace) -> int:
         return 0
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         for q, g in table.groupby("question", sort=False):
-            wide = g.pivot_table(index=["case", "style"], columns="metric", values="value", sort=False)
+            wide = g.pivot_table(index=["case", "style"], columns="metric", values="value", sort=False, dropna=False)
+            wide = wide.dropna(axis=1, how="all")  # e.g. staleness of a flow, which has none
             print(f"== {q}")
             print(wide[[m for m in METRICS[q] if m in wide.columns]].to_string())
         print("== verdicts")

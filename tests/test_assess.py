@@ -99,3 +99,10 @@ def test_lab_assess_json_and_a_bad_question(tmp_path, capsys):
         main(["assess", str(path), "--question", "vibes"])
     assert exc.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_change_propagation_is_judged_on_staleness():
+    t = assess(lab.load_scenario("crm-sync", duration_s=900), questions=["everyday"])
+    v = verdicts(t).set_index("question").loc["everyday"]
+    assert v["measure"].startswith("staleness_mean_s") and v["best"] == "events"
+    assert v["runner_up_value"] == pytest.approx(15.0, rel=0.15)  # polling every 30 s: T/2
