@@ -14,6 +14,8 @@ STYLE_COLOURS = {
     "hybrid": "#7570b3",  # purple: both
 }
 STYLE_ORDER = ["orchestration", "events", "hybrid"]
+#: line styles per style, so curves that coincide (events and hybrid often do) stay visible
+STYLE_LINES = {"orchestration": "-", "events": "--", "hybrid": ":"}
 
 
 def _axes(ax):
@@ -52,7 +54,7 @@ def plot_latency_cdf(records: pd.DataFrame, *, ax=None, column: str = "latency",
         colour = style_colour(style)
         zeros = float(np.mean(v <= 0))
         label = style if zeros < 0.5 else f"{style} (0 s, drawn at {floor:.2g} s)"
-        ax.plot(np.maximum(v, floor), y, label=label, color=colour, lw=1.8)
+        ax.plot(np.maximum(v, floor), y, label=label, color=colour, lw=1.8, ls=STYLE_LINES.get(style, "-"))
         for q in marks:
             x = np.percentile(v, q)
             ax.plot([max(x, floor)], [q / 100], marker="o", ms=4, color=colour)
