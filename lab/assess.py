@@ -20,17 +20,15 @@ measure that question is about, and by how much.  ``lab assess SCENARIO`` prints
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from typing import Any
 
 import pandas as pd
 
-from .cli import seed_type
 from .errors import LabError
 from .run import simulate
-from .scenario import Scenario, load_scenario, parse_set
+from .scenario import Scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -134,42 +132,3 @@ def verdicts(table: pd.DataFrame) -> pd.DataFrame:
         out.append({"question": q, "measure": f"{metric} (worst case, {'higher' if higher else 'lower'} is better)",
                     "best": best, "best_value": value, "runner_up": runner, "runner_up_value": runner_value, "tie": tie})  # fmt: skip
     return pd.DataFrame(out, columns=VERDICT_COLUMNS)
-
-
-# -- CLI -----------------------------------------------------------------------------------
-
-def _cmd_assess(args: argparse.Namespace) -> int:
-    sc = load_scenario(args.scenario, **parse_set(args.set or []))
-    table = assess(sc, seed=args.seed, questions=args.question)
-    if args.out:
-        table.to_csv(args.out, index=False)
-    if args.json:
-        print(table.to_json(orient="records"))
-        return 0
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
-        for q, g in table.groupby("question", sort=False):
-            wide = g.pivot_table(index=["case", "style"], columns="metric", values="value", sort=False, dropna=False)
-            wide = wide.dropna(axis=1, how="all")  # e.g. staleness of a flow, which has none
-            print(f"== {q}")
-            print(wide[[m for m in METRICS[q] if m in wide.columns]].to_string())
-        print("== verdicts")
-        for v in verdicts(table).itertuples():
-            if v.tie:
-                print(f"{v.question}: no difference between {v.best} and {v.runner_up} ({v.best_value:.4g}) on {v.measure}")
-            else:
-                other = f", then {v.runner_up} {v.runner_up_value:.4g}" if v.runner_up else ""
-                print(f"{v.question}: {v.best} {v.best_value:.4g}{other} on {v.measure}")
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("assess", help="your scenario through four questions: everyday, headroom, one service down, load-shedding")
-    p.add_argument("scenario", help="preset name or scenario YAML")
-    p.add_argument("--seed", type=seed_type, default=None, help="root seed (default: the scenario's seed)")
-    p.add_argument("--set", action="append", metavar="dotted.key=value", help="override a field")
-    p.add_argument("--question", action="append", choices=list(METRICS), help="only this question (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the long table as JSON records, nothing else")
-    p.add_argument("--out", help="write the long table as CSV")
-    p.set_defaults(func=_cmd_assess)

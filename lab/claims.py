@@ -13,7 +13,6 @@ never typed in: change a scenario and a verdict may change with it.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from collections.abc import Callable
@@ -22,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 
-from .cli import seed_type
 from .run import simulate
 from .scenario import Scenario, load_scenario
 
@@ -266,32 +264,3 @@ def check_claims(*, seed: int = 2026, quick: bool = True, aspects: list[str] | N
         log.info("claims: %s", aspect)
         rows += [asdict(c) for c in EXPERIMENTS[aspect](seed, quick)]
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-# -- CLI -----------------------------------------------------------------------------------
-
-def _cmd_claims(args: argparse.Namespace) -> int:
-    table = check_claims(seed=args.seed, quick=not args.full, aspects=args.aspect)
-    if args.out:
-        table.to_csv(args.out, index=False)
-    if args.json:
-        print(table.to_json(orient="records"))
-        return 0
-    for _, r in table.iterrows():
-        figures = "   ".join(
-            f"{st} {r[st]:.4g}" for st in ("orchestration", "events", "hybrid") if not math.isnan(r[st])
-        )
-        print(f"[{r.verdict:>13}] {r.aspect}: {r.claim}\n    {r.measure}: {figures}\n    depends on: {r.depends_on}")
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("claims", help="measure the orchestration-vs-events claims, one verdict each")
-    p.add_argument("--seed", type=seed_type, default=2026)
-    p.add_argument("--full", action="store_true", help="longer runs, tighter figures")
-    p.add_argument("--aspect", action="append", choices=list(EXPERIMENTS), help="only this aspect (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the table as JSON records, nothing else")
-    p.add_argument("--out", help="write the table as CSV")
-    p.set_defaults(func=_cmd_claims)

@@ -27,7 +27,6 @@ intervals across replications, per point and style.
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as cf
 import hashlib
 import itertools
@@ -49,7 +48,6 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from .cli import seed_type
 from .errors import LabError
 from .records import SUMMARY_COLUMNS
 from .scenario import Scenario, load_scenario, preset_names, read_yaml
@@ -772,63 +770,3 @@ def load_sweep_file(path: str | Path) -> SweepSpec:
         except LabError as exc:
             raise LabError(exc.message, source=source, field=f"set.{exc.field}" if exc.field else "set") from None
     return SweepSpec(source, spec, base)
-
-
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``lab sweep`` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "sweep",
-        help="run a parameter sweep from a sweep file (grid x replications) and store it as Parquet",
-        description="Run a sweep file: a scenario, a grid of overrides, replications and a root seed.",
-    )
-    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU count)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address, or 'local' for a LocalCluster")
-    p.add_argument("--out", default=None, help="output Parquet directory (default: the file's out:)")
-    p.add_argument("--resume", action="store_true", help="continue a stored sweep, skipping finished runs")
-    p.add_argument("--seed", type=seed_type, default=None, help="root seed (default: the file's seed:)")
-    p.add_argument("--replications", type=int, default=None, help="replications (default: the file's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cli_sweep)
-    return p
-
-
-def cli_sweep(args: argparse.Namespace) -> int:
-    """``lab sweep``: run, store, print where the rows went.  Raises LabError on bad input."""
-    spec = load_sweep_file(args.sweep_file)
-    f = spec.file
-    if args.scheduler is not None and getattr(args, "verbose", 0) == 0:
-        import distributed  # noqa: F401  (importing it sets its loggers to INFO: quiet them after)
-
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # no cluster chatter on the terminal
-    out = args.out or f.out
-    if args.workers is not None and args.workers < 1:
-        raise LabError(f"must be >= 1 (got {args.workers})", source="--workers")
-    df = sweep(
-        spec.scenario,
-        f.grid,
-        replications=args.replications if args.replications is not None else f.replications,
-        seed=args.seed if args.seed is not None else f.seed,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        out=out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        load=out is None,  # a stored sweep is not read back whole: it may not fit in memory
-        _source=spec.source,
-    )
-    if df is None:
-        df = read_sweep(out, columns=["run_id", "error", "key"])
-    failed = int(df.drop_duplicates("run_id")["error"].notna().sum()) if len(df) else 0
-    runs = df["run_id"].nunique() if len(df) else 0
-    where = f" -> {out}" if out else ""
-    print(f"sweep {spec.scenario.name}: {runs} runs, {len(df)} rows, {failed} failed{where}")
-    if out is None:
-        print(df.to_string(max_rows=40))
-    if failed:  # the rows are stored; say why they failed, once per distinct reason
-        reasons = df.drop_duplicates("run_id")["error"].dropna().value_counts()
-        for reason, n in reasons.head(3).items():
-            print(f"lab: warning: {n} run(s) failed: {reason}", file=sys.stderr)
-        if len(reasons) > 3:
-            print(f"lab: warning: ... and {len(reasons) - 3} other reason(s) (see the error column)", file=sys.stderr)
-    return 0
