@@ -11,6 +11,8 @@ import zlib
 
 import numpy as np
 
+from .errors import LabError
+
 
 def stream_key(name: str) -> int:
     """A stable 32-bit key for a stream name (Python's ``hash`` is salted per process)."""
@@ -29,8 +31,6 @@ class Streams:
     def __init__(self, seed: int):
         self.seed = int(seed)
         if self.seed < 0:
-            from .errors import LabError
-
             raise LabError(f"must be a non-negative integer (got {self.seed})", field="seed")
         self._cache: dict[str, np.random.Generator] = {}
 

@@ -61,7 +61,7 @@ def fault_windows(sc: Scenario, seed: int) -> dict[str, list[dict[str, Any]]]:
         return {}
     from ..faults import fault_calendar  # noqa: PLC0415
 
-    horizon = sc.duration_s + max(60.0, 0.5 * sc.duration_s)  # as the simulation's horizon
+    horizon = sc.horizon_s  # as the simulation's horizon
     cal = fault_calendar(faults, list(sc.services), horizon, seed)
     out: dict[str, list[dict[str, Any]]] = {}
     for row in cal.to_frame().itertuples(index=False):
@@ -330,7 +330,7 @@ def _result(sc, rec, seed, styles, end_s, compress, meta, series_every_s) -> Run
     wall = sc if compress == 1.0 else sc.replace(duration_s=sc.duration_s / compress, warmup_s=sc.warmup_s / compress)
     cal = None
     if compress == 1.0 and not sc.faults.empty:
-        cal = fault_calendar(sc.faults, list(sc.services), sc.duration_s + max(60.0, 0.5 * sc.duration_s), seed)
+        cal = fault_calendar(sc.faults, list(sc.services), sc.horizon_s, seed)
     names = list(sc.services)
     extra, lines = {}, []
     for style in styles:

@@ -181,7 +181,7 @@ def faults_from_scenario(sc: Scenario, seed: int) -> list[Fault]:
         "crashes": [c for c in faults.crashes if c.service == BROKER],
         "latency_spikes": [], "error_bursts": [], "partitions": [],
     })  # fmt: skip
-    horizon = sc.duration_s + max(60.0, 0.5 * sc.duration_s)  # the simulation's and HTTP engine's horizon
+    horizon = sc.horizon_s  # the simulation's and HTTP engine's horizon
     cal = fault_calendar(down_only, list(sc.services), horizon, seed)
     out: list[Fault] = []
     for name in sorted(cal.down):

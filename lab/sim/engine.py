@@ -102,11 +102,6 @@ def collector_tuned(thresholds: tuple[int, int, int] = GC_THRESHOLDS):
         gc.set_threshold(*old)
 
 
-def horizon_of(sc: Scenario) -> float:
-    """How long a run may last: arrivals stop at ``duration_s``, then in-flight work drains."""
-    return sc.horizon_s
-
-
 class SimEngine:
     """Runs one style of a scenario in a fresh SimPy environment."""
 
@@ -139,7 +134,7 @@ class SimEngine:
             if sc.orchestration.max_in_flight is not None
             else None
         )
-        self.horizon = horizon_of(sc)
+        self.horizon = sc.horizon_s
         self.cal: FaultCalendar | None = (
             None if sc.faults.empty else fault_calendar(sc.faults, self.names, self.horizon, self.seed)
         )
@@ -276,16 +271,11 @@ class SimEngine:
         samplers = [self.service_time[n] for n in order]
         coins = [self.fail_coin[n] for n in order]
         jobs = [self.job_time.get(n) for n in order]
-        no_jobs = all(j is None for j in jobs)
-        pairs = list(zip(samplers, coins, strict=True))
         triples = list(zip(samplers, coins, jobs, strict=True))
         for wid, t in enumerate(arrival_times(sc.workload, sc.duration_s, self.streams)):
             if t > env.now:
                 yield env.timeout(t - env.now)
-            if no_jobs:
-                draws = [(s(), c(), 0.0) for s, c in pairs]
-            else:
-                draws = [(s(), c(), j() if j is not None else 0.0) for s, c, j in triples]
+            draws = [(s(), c(), j() if j is not None else 0.0) for s, c, j in triples]
             self.in_flight += 1
             start(_Workflow(wid, env.now, draws))
         self.arrivals_done = True
